@@ -1,0 +1,106 @@
+"""What every service component receives: the validated config and the shared pieces of one client's stack.
+
+A component asks this object for containers, data directories, host steps and its public exposure; it
+never builds those by hand, so hardening, naming, routing and data layout stay the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from components import container as containers
+from components import routing
+from components.config import SuiteConfig
+from components.container import Attach, Images
+from components.host import Host
+from components.storage import DataDir, ServiceData
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How a service's front container is reached: Traefik labels and the `web` network, or a loopback port."""
+
+    labels: dict[str, str]
+    networks: list[Attach]
+    ports: list[docker.ContainerPortArgs]
+    url: str
+
+
+@dataclass
+class BackupSource:
+    """Something a backup run must capture (filled in by each service, consumed by the backup component)."""
+
+    service: str
+    kind: str  # e.g. "mariadb", "postgres", "files", "command"
+    details: dict[str, Any]
+
+
+@dataclass
+class Deployment:
+    config: SuiteConfig
+    host: Host
+    images: Images
+    # Networks every service may use. `web_network` is None in standalone mode (no Traefik at all).
+    web_network: pulumi.Output[str] | None
+    web_subnet: pulumi.Output[str] | None
+    shared_network: pulumi.Output[str]
+    data: list[ServiceData] = field(default_factory=list)
+    backup_sources: list[BackupSource] = field(default_factory=list)
+    # Per service: the resources that must finish before an upgrade step runs (the pre-update backup).
+    pre_update: dict[str, list[pulumi.Resource]] = field(default_factory=dict)
+
+    # -- containers ---------------------------------------------------------------------------
+    def container(self, *, parent: pulumi.Resource, service: str, role: str, **kwargs: Any) -> docker.Container:
+        return containers.container(self.config, self.images, parent=parent, service=service, role=role, **kwargs)
+
+    def data_dirs(self, *, parent: pulumi.Resource, service: str, dirs: Sequence[DataDir]) -> ServiceData:
+        data = ServiceData(
+            self.config, self.host, parent, service, list(dirs), helper_image=self.images.reference("restic")
+        )
+        self.data.append(data)
+        return data
+
+    def network(self, *, parent: pulumi.Resource, service: str) -> docker.Network:
+        """A service's own internal network: no route out, reachable only by its own containers."""
+        return docker.Network(
+            f"{service}-internal",
+            name=f"{self.config.client}-{service}",
+            internal=True,
+            labels=[docker.NetworkLabelArgs(label="io.versatilehub.client", value=self.config.client)],
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+        )
+
+    # -- exposure -----------------------------------------------------------------------------
+    def expose(self, service: str, role: str, port: int, aliases: Sequence[str] = ()) -> Exposure:
+        """The front container of `service`: routed by Traefik at its hostname, or on 127.0.0.1 alone."""
+        cfg = self.config
+        if self.web_network is None:  # standalone: no Traefik, loopback only
+            host_port = cfg.standalone_port or port
+            return Exposure(
+                labels={},
+                networks=[],
+                ports=[docker.ContainerPortArgs(internal=port, external=host_port, ip="127.0.0.1")],
+                url=f"http://127.0.0.1:{host_port}",
+            )
+        labels = routing.router_labels(
+            f"{cfg.client}-{service}",
+            hostname=cfg.hostname(service),
+            port=port,
+            network=cfg.web_network.name,
+            cert_resolver=cfg.traefik.cert_resolver,
+        )
+        return Exposure(
+            labels=labels,
+            networks=[Attach(self.web_network, aliases=tuple(aliases))],
+            ports=[],
+            url=cfg.url(service),
+        )
+
+    # -- host steps ---------------------------------------------------------------------------
+    def run(self, name: str, script: str, *, parent: pulumi.Resource, **kwargs: Any) -> pulumi.Resource:
+        return self.host.run(name, script, parent=parent, **kwargs)

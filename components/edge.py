@@ -1,0 +1,189 @@
+"""The edge: networks, the read-only Docker socket proxy and Traefik v3 with Let's Encrypt.
+
+Traefik never sees the Docker socket: it reads container labels through the socket proxy (GET only,
+containers only), on an internal network that only the two of them share. Only Traefik publishes host
+ports, and only 80 and 443. Traefik runs unprivileged: it listens on 8000/8443 inside the container and
+Docker maps 80/443 to them.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from components import routing
+from components.config import SuiteConfig
+from components.container import Attach, Healthcheck
+from components.deployment import BackupSource, Deployment
+from components.storage import DataDir
+
+TRAEFIK_UID = "65532:65532"
+SOCKET_PROXY_ALIAS = "socket-proxy"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+class Networks(pulumi.ComponentResource):
+    """The server's `web` network (created or adopted), the client's `shared` network and the edge's own."""
+
+    web_name: pulumi.Output[str] | None
+    web_subnet: pulumi.Output[str] | None
+    shared_name: pulumi.Output[str]
+
+    def __init__(self, name: str, config: SuiteConfig, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("versatilehub:edge:Networks", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        web = config.web_network
+        self.web_name = None
+        self.web_subnet = None
+        if not config.routed:
+            pass  # standalone: nothing is routed, no `web`
+        elif web.create:
+            network = docker.Network(
+                f"{name}-web",
+                name=web.name,
+                # Shared by every client stack on this server: destroying this stack must not take it away.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, delete_before_replace=True),
+            )
+            self.web_name = network.name
+            self.web_subnet = network.ipam_configs.apply(lambda ipam: (ipam or [])[0].subnet or "" if ipam else "")
+        else:
+            existing = docker.get_network_output(name=web.name, opts=pulumi.InvokeOutputOptions(parent=self))
+            self.web_name = existing.name
+            self.web_subnet = existing.ipam_configs.apply(lambda ipam: ipam[0].subnet if ipam else "")
+        shared = docker.Network(
+            f"{name}-shared",
+            name=f"{config.client}-shared",
+            labels=[docker.NetworkLabelArgs(label="io.versatilehub.client", value=config.client)],
+            opts=child.merge(pulumi.ResourceOptions(delete_before_replace=True)),
+        )
+        self.shared_name = shared.name
+        self.register_outputs({"web": self.web_name, "shared": self.shared_name})
+
+
+class Edge(pulumi.ComponentResource):
+    """Traefik v3 and its socket proxy (mode `suite` only)."""
+
+    dashboard_url: str | None
+    dashboard_password: pulumi.Output[str] | None
+
+    def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("versatilehub:edge:Edge", name, None, opts)
+        cfg = d.config
+        assert d.web_network is not None, "the edge runs only where services are routed"
+        traefik_cfg = cfg.traefik
+        edge_net = docker.Network(
+            f"{name}-internal",
+            name=f"{cfg.client}-edge",
+            internal=True,  # Traefik <-> socket proxy only; no route out
+            labels=[docker.NetworkLabelArgs(label="io.versatilehub.client", value=cfg.client)],
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+        self.socket_proxy = d.container(
+            parent=self,
+            service="edge",
+            role="socket-proxy",
+            image="socketProxy",
+            root_reason="opens /var/run/docker.sock, which only root and the docker group may read",
+            user=None,
+            envs={
+                # Read-only API: only GET, only what Traefik's Docker provider reads.
+                "CONTAINERS": "1",
+                "EVENTS": "1",
+                "PING": "1",
+                "VERSION": "1",
+                "POST": "0",
+                "LOG_LEVEL": "warning",
+            },
+            mounts=[
+                docker.ContainerMountArgs(
+                    type="bind", source="/var/run/docker.sock", target="/var/run/docker.sock", read_only=True
+                )
+            ],
+            tmpfs={"/run": "rw,nosuid,size=8m", "/tmp": "rw,noexec,nosuid,size=8m"},
+            networks=[Attach(edge_net.name, aliases=(SOCKET_PROXY_ALIAS,))],
+            healthcheck=Healthcheck(["wget -qO- http://127.0.0.1:2375/_ping | grep -q OK"], shell=True),
+        )
+
+        letsencrypt = d.data_dirs(
+            parent=self, service="edge", dirs=[DataDir("letsencrypt", owner=TRAEFIK_UID, mode="0700")]
+        )
+        d.backup_sources.append(
+            BackupSource("edge", "files", {"location": letsencrypt.locations["letsencrypt"], "what": "acme.json"})
+        )
+        resolver = traefik_cfg.cert_resolver
+        args = [
+            "--global.checkNewVersion=false",
+            "--global.sendAnonymousUsage=false",
+            f"--log.level={traefik_cfg.log_level}",
+            "--log.format=json",
+            "--accesslog=true",
+            "--accesslog.format=json",
+            "--ping=true",
+            "--entrypoints.web.address=:8000",
+            # Redirect to the public port 443, not the container's 8443.
+            "--entrypoints.web.http.redirections.entrypoint.to=:443",
+            "--entrypoints.web.http.redirections.entrypoint.scheme=https",
+            "--entrypoints.web.http.redirections.entrypoint.permanent=true",
+            "--entrypoints.websecure.address=:8443",
+            f"--entrypoints.websecure.http.tls.certresolver={resolver}",
+            "--providers.docker=true",
+            f"--providers.docker.endpoint=tcp://{SOCKET_PROXY_ALIAS}:2375",
+            "--providers.docker.exposedByDefault=false",
+            f"--providers.docker.network={cfg.web_network.name}",
+            f"--certificatesresolvers.{resolver}.acme.email={cfg.acme_email}",
+            f"--certificatesresolvers.{resolver}.acme.storage=/letsencrypt/acme.json",
+        ]
+        if traefik_cfg.challenge == "http":
+            args.append(f"--certificatesresolvers.{resolver}.acme.httpchallenge.entrypoint=web")
+        else:
+            args.append(f"--certificatesresolvers.{resolver}.acme.tlschallenge=true")
+        if traefik_cfg.acme_staging:
+            args.append(f"--certificatesresolvers.{resolver}.acme.caserver={LETS_ENCRYPT_STAGING}")
+
+        labels: dict[str, pulumi.Input[str]] = {}
+        self.dashboard_url = None
+        self.dashboard_password = None
+        if traefik_cfg.dashboard:
+            args.append("--api.dashboard=true")  # never api.insecure: only the router below reaches it
+            password = random.RandomPassword(
+                f"{name}-dashboard-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+            )
+            auth = f"{cfg.client}-dashboard-auth"
+            dashboard_host = f"traefik.{cfg.domain}"
+            labels = dict(routing.internal_service_labels(
+                f"{cfg.client}-dashboard",
+                hostname=dashboard_host,
+                service="api@internal",
+                network=cfg.web_network.name,
+                cert_resolver=resolver,
+                middlewares=(f"{auth}@docker",),
+            ))
+            # Traefik accepts bcrypt hashes; through the Docker API a `$` needs no escaping.
+            labels[f"traefik.http.middlewares.{auth}.basicauth.users"] = password.bcrypt_hash.apply(
+                lambda h: f"admin:{h}"
+            )
+            self.dashboard_url = f"https://{dashboard_host}/dashboard/"
+            self.dashboard_password = password.result
+
+        self.traefik = d.container(
+            parent=self,
+            service="edge",
+            role="traefik",
+            image="traefik",
+            user=TRAEFIK_UID,
+            command=args,
+            mounts=[letsencrypt.mount("letsencrypt", "/letsencrypt")],
+            networks=[Attach(d.web_network), Attach(edge_net.name)],
+            ports=[
+                docker.ContainerPortArgs(internal=8000, external=80),
+                docker.ContainerPortArgs(internal=8443, external=443),
+            ],
+            labels=labels,
+            healthcheck=Healthcheck(["traefik", "healthcheck", "--ping"], interval="10s", start_period="10s"),
+            wait_healthy=True,
+            wait_timeout=120,
+            depends_on=[self.socket_proxy, *letsencrypt.ready],
+        )
+        self.register_outputs({"dashboard": self.dashboard_url})

@@ -1,0 +1,76 @@
+"""The one way to write Traefik labels.
+
+Every routed container gets the same shape: a router on the `websecure` entrypoint with TLS from the
+stack's cert resolver, a Host rule, the service port, the security-headers middleware and the network
+Traefik must use to reach it. The headers middleware is defined on each routed container under a
+router-scoped name, so routing works the same whether this stack runs Traefik or joins an existing edge.
+"""
+
+from __future__ import annotations
+
+import re
+
+ENTRYPOINT = "websecure"
+
+# HSTS for a year and the usual browser protections, on every public router.
+SECURITY_HEADERS = {
+    "stsSeconds": "31536000",
+    "stsIncludeSubdomains": "true",
+    "stsPreload": "true",
+    "forceSTSHeader": "true",
+    "contentTypeNosniff": "true",
+    "browserXssFilter": "true",
+    "referrerPolicy": "strict-origin-when-cross-origin",
+    "frameDeny": "false",  # ERPNext and Chatwoot embed their own pages; SAMEORIGIN is set below instead
+    "customFrameOptionsValue": "SAMEORIGIN",
+}
+
+
+def _router_id(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise ValueError(f"router name {name!r} must be lowercase letters, digits and hyphens")
+    return name
+
+
+def headers_middleware(router: str) -> str:
+    return f"{_router_id(router)}-headers"
+
+
+def router_labels(
+    router: str,
+    *,
+    hostname: str,
+    port: int,
+    network: str,
+    cert_resolver: str,
+    extra_middlewares: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """Labels that publish one container at https://<hostname> through Traefik."""
+    r = _router_id(router)
+    headers = headers_middleware(r)
+    labels = {
+        "traefik.enable": "true",
+        "traefik.docker.network": network,
+        f"traefik.http.routers.{r}.rule": f"Host(`{hostname}`)",
+        f"traefik.http.routers.{r}.entrypoints": ENTRYPOINT,
+        f"traefik.http.routers.{r}.tls": "true",
+        f"traefik.http.routers.{r}.tls.certresolver": cert_resolver,
+        f"traefik.http.routers.{r}.service": r,
+        f"traefik.http.routers.{r}.middlewares": ",".join((f"{headers}@docker", *extra_middlewares)),
+        f"traefik.http.services.{r}.loadbalancer.server.port": str(port),
+    }
+    labels.update({f"traefik.http.middlewares.{headers}.headers.{k}": v for k, v in SECURITY_HEADERS.items()})
+    return labels
+
+
+def internal_service_labels(
+    router: str, *, hostname: str, service: str, network: str, cert_resolver: str, middlewares: tuple[str, ...]
+) -> dict[str, str]:
+    """A router to a Traefik-internal service (the dashboard's api@internal), same TLS and headers."""
+    labels = router_labels(
+        router, hostname=hostname, port=0, network=network, cert_resolver=cert_resolver, extra_middlewares=middlewares
+    )
+    r = _router_id(router)
+    del labels[f"traefik.http.services.{r}.loadbalancer.server.port"]
+    labels[f"traefik.http.routers.{r}.service"] = service
+    return labels

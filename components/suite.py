@@ -1,0 +1,72 @@
+"""The Suite: one client's whole stack, composed from the validated config.
+
+Order matters only where data flows: networks first, then the edge (if this stack runs Traefik), then each
+selected service, then backups (which read what the services registered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.config import SuiteConfig
+from components.container import Images
+from components.deployment import Deployment
+from components.edge import Edge, Networks
+from components.host import Host
+from components.versions import IMAGES, tag_of
+
+
+class Suite(pulumi.ComponentResource):
+    outputs: dict[str, Any]
+
+    def __init__(self, config: SuiteConfig, host: Host, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("versatilehub:suite:Suite", config.client, None, opts)
+        networks = Networks("net", config, opts=pulumi.ResourceOptions(parent=self))
+        self.deployment = d = Deployment(
+            config=config,
+            host=host,
+            images=Images(config, parent=self),
+            web_network=networks.web_name,
+            web_subnet=networks.web_subnet,
+            shared_network=networks.shared_name,
+        )
+        self.edge = Edge("edge", d, opts=pulumi.ResourceOptions(parent=self)) if config.runs_traefik else None
+
+        self.services: dict[str, Any] = {}
+        for service in config.services:
+            self.services[service] = SERVICE_COMPONENTS[service](service, d, opts=pulumi.ResourceOptions(parent=self))
+
+        self.outputs = self._outputs()
+        self.register_outputs({})
+
+    def _outputs(self) -> dict[str, Any]:
+        cfg = self.deployment.config
+        out: dict[str, Any] = {
+            "client": cfg.client,
+            "company": cfg.company,
+            "mode": cfg.mode,
+            "services": list(cfg.services),
+            "versions": {key: tag_of(cfg.pin(key)) for key in sorted(self.deployment.images.used())},
+            "memoryBudgetMb": cfg.memory_budget_mb(),
+            "hostMemoryMb": cfg.host.memory_mb,
+        }
+        if self.edge is not None and self.edge.dashboard_url:
+            out["traefikDashboard"] = {"url": self.edge.dashboard_url, "user": "admin",
+                                       "password": self.edge.dashboard_password}
+        for name, component in self.services.items():
+            out[name] = component.outputs
+        return out
+
+
+def deploy(config: SuiteConfig) -> Suite:
+    """Build one client's stack on its Docker host."""
+    host = Host(config)
+    return Suite(config, host, opts=pulumi.ResourceOptions(providers=[host.provider]))
+
+
+# Service name -> its component. Each takes (name, deployment, opts) and exposes `.outputs`.
+SERVICE_COMPONENTS: dict[str, Any] = {}
+
+__all__ = ["IMAGES", "SERVICE_COMPONENTS", "Suite", "deploy"]

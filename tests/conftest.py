@@ -1,0 +1,67 @@
+"""The mocks harness for every test: a fresh runtime, config and recorder per plan (see tools/harness.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from tools import harness
+
+# A valid stack most tests start from; each test states only what it changes.
+BASE_STACK: dict[str, Any] = {
+    "client": "clientea",
+    "company": "Cliente A S.A.",
+    "domain": "clientea.com",
+    "timezone": "America/Argentina/Buenos_Aires",
+    "acmeEmail": "ops@clientea.com",
+    "host": {"memoryMb": 16384, "cpus": 8},
+}
+
+PlanFn = Callable[..., harness.Plan]
+
+
+def make_stack(services: list[str] | tuple[str, ...], **overrides: Any) -> harness.StackConfig:
+    """A stack from BASE_STACK; `overrides` replace top-level keys (value None removes one)."""
+    config = {**BASE_STACK, "services": list(services), **overrides}
+    return harness.stack_config("test", {k: v for k, v in config.items() if v is not None})
+
+
+@pytest.fixture
+def plan() -> PlanFn:
+    """plan(services, **overrides) -> the recorded plan of the real program for that stack."""
+
+    def _plan(services: list[str] | tuple[str, ...] = ("hub",), **overrides: Any) -> harness.Plan:
+        return harness.run(make_stack(services, **overrides))
+
+    return _plan
+
+
+@pytest.fixture
+def config_problems() -> Callable[..., list[str]]:
+    """config_problems(services, **overrides) -> the one-line problems, asserting nothing was registered."""
+
+    def _problems(services: list[str] | tuple[str, ...] = ("hub",), **overrides: Any) -> list[str]:
+        with pytest.raises(ConfigError) as info:
+            harness.run(make_stack(services, **overrides))
+        assert info.value.planned == [], "bad config must fail before any resource is registered"  # type: ignore[attr-defined]
+        for line in info.value.problems:
+            assert "\n" not in line and line.startswith("versatilehub:"), line
+        return info.value.problems
+
+    return _problems
+
+
+def env_of(resource: harness.PlannedResource) -> dict[str, str]:
+    """A container's environment as a dict (secrets unwrapped)."""
+    return dict(item.split("=", 1) for item in harness.plain(resource.inputs.get("envs", [])))
+
+
+def labels_of(resource: harness.PlannedResource) -> dict[str, str]:
+    return {item["label"]: item["value"] for item in harness.plain(resource.inputs.get("labels", []))}
+
+
+def networks_of(resource: harness.PlannedResource) -> list[str]:
+    return [n["name"] for n in harness.plain(resource.inputs.get("networksAdvanced", []))]

@@ -1,0 +1,381 @@
+"""Run the real program under Pulumi's mock runtime and record what a stack would create.
+
+One harness for the unit tests, the offline plan (`python -m tools.plan`), the offline policy check
+(`python -m tools.policy`), the fleet view and the benchmarks. It runs the real Pulumi SDK, the real
+resource classes and the project's real `__main__.py`; only the engine and the providers are replaced
+by a recorder that answers with realistic outputs (image ids carrying the pinned reference, passwords
+of the requested length and charset marked secret, network names and subnets). No process starts, no
+network is used, nothing on a Docker host changes. This is not `pulumi preview`: it cannot see what
+already runs on a server, so it shows what the stack declares, not a diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import random
+import runpy
+import string
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "versatilehub"
+SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+SECRET_VALUE = rpc._special_secret_sig
+MASK = "[secret]"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Secret markers: how the engine sees a secret value (a wrapper object), and helpers to unwrap or mask
+# ---------------------------------------------------------------------------------------------------
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == SECRET_VALUE
+
+
+def wrap_secret(value: Any) -> dict[str, Any]:
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
+
+
+def plain(value: Any) -> Any:
+    """The value as a policy (or the provider) sees it: secret wrappers removed."""
+    if is_secret(value):
+        return plain(value["value"])
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def masked(value: Any) -> Any:
+    """The value as the plan prints it: every secret replaced by "[secret]", whole numbers as integers."""
+    if is_secret(value):
+        return MASK
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire format carries every number as a float
+    return value
+
+
+def contains_secret(value: Any) -> bool:
+    if is_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(v) for v in value)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stack files
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StackConfig:
+    name: str
+    values: dict[str, str]  # "versatilehub:key" -> text, as the engine hands config to a program
+    secret_keys: list[str] = field(default_factory=list)
+
+
+def placeholder(key: str) -> str:
+    """A stand-in for a `secure:` value (the offline plan has no passphrase): long, unique, not a default."""
+    return "plan-placeholder-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _config_text(key: str, value: Any, secrets: set[str]) -> str:
+    def unsecure(v: Any, path: str) -> Any:
+        if isinstance(v, dict) and set(v) == {"secure"}:
+            secrets.add(key)
+            return placeholder(path)
+        if isinstance(v, dict):
+            return {k: unsecure(x, f"{path}.{k}") for k, x in v.items()}
+        if isinstance(v, list):
+            return [unsecure(x, f"{path}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    value = unsecure(value, key)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def stack_config(name: str, config: Mapping[str, Any]) -> StackConfig:
+    """Config as the CLI would pass it: unqualified keys get the project namespace, objects become JSON."""
+    secrets: set[str] = set()
+    values = {}
+    for key, value in config.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        values[full] = _config_text(full, value, secrets)
+    return StackConfig(name, values, sorted(secrets))
+
+
+def resolve_stack(ref: str) -> Path:
+    """A stack name (`clienteA`) or a path to a stack file."""
+    path = Path(ref)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        return path
+    return ROOT / f"Pulumi.{ref}.yaml"
+
+
+def read_stack_file(ref: str | Path) -> StackConfig:
+    path = resolve_stack(str(ref))
+    if not path.is_file():
+        raise FileNotFoundError(f"no stack file {path} (give a stack name such as clienteA or a Pulumi.<stack>.yaml path)")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a Pulumi stack file (expected a mapping with a `config:` section)")
+    name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+    return stack_config(name, doc.get("config") or {})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The recorder: realistic provider answers, every registration kept with its options
+# ---------------------------------------------------------------------------------------------------
+
+
+def _seed(*parts: str) -> int:
+    return int(hashlib.sha256("|".join(parts).encode()).hexdigest()[:16], 16)
+
+
+def _fake_password(inputs: dict[str, Any], name: str) -> str:
+    length = int(inputs.get("length", 16))
+    alphabet = ""
+    if inputs.get("upper", True):
+        alphabet += string.ascii_uppercase
+    if inputs.get("lower", True):
+        alphabet += string.ascii_lowercase
+    if inputs.get("numeric", True):
+        alphabet += string.digits
+    if inputs.get("special", True):
+        alphabet += inputs.get("overrideSpecial") or "!@#$%&*()-_=+[]{}<>:?"
+    rng = random.Random(_seed("password", name))
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def _bcrypt(password: str, name: str) -> str:
+    # Deterministic salt so two plans of one stack are identical; cost 4 keeps the plan fast.
+    alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    rng = random.Random(_seed("salt", name))
+    salt = "$2b$04$" + "".join(rng.choice(alphabet) for _ in range(21)) + "e"
+    return bcrypt.hashpw(password.encode(), salt.encode()).decode()
+
+
+def _subnet(name: str) -> str:
+    n = _seed("subnet", name)
+    return f"172.{18 + n % 12}.{n // 12 % 256}.0/24"
+
+
+class Recorder(mocks.Mocks):
+    """Answers for the providers: what `pulumi up` would get back, made deterministic."""
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        rid = hashlib.sha256(f"{args.typ}::{args.name}".encode()).hexdigest()
+        typ = args.typ
+        if typ == "docker:index/remoteImage:RemoteImage":
+            ref = plain(inputs["name"])
+            repo = ref.split("@")[0].rsplit(":", 1)[0]
+            digest = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+            # The container's `image` shows the pinned reference, so a plan reads like the stack file.
+            inputs.update(imageId=ref, repoDigest=f"{repo}@{digest}")
+        elif typ == "docker:index/network:Network":
+            inputs.setdefault("ipamConfigs", [{"subnet": _subnet(plain(inputs.get("name", args.name)))}])
+            inputs.setdefault("driver", "bridge")
+        elif typ == "docker:index/container:Container":
+            inputs.update(id=rid[:64])
+        elif typ == "random:index/randomPassword:RandomPassword":
+            result = _fake_password(inputs, args.name)
+            inputs.update(result=wrap_secret(result), bcryptHash=wrap_secret(_bcrypt(result, args.name)))
+        elif typ == "random:index/randomBytes:RandomBytes":
+            raw = random.Random(_seed("bytes", args.name)).randbytes(int(inputs.get("length", 32)))
+            inputs.update(hex=wrap_secret(raw.hex()), base64=wrap_secret(base64.b64encode(raw).decode()))
+        elif typ in ("command:local:Command", "command:remote:Command"):
+            inputs.update(stdout=wrap_secret(""), stderr=wrap_secret(""))
+        return f"{args.name}-{rid[:12]}", inputs
+
+    def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:
+        if args.token == "docker:index/getNetwork:getNetwork":
+            name = args.args["name"]
+            return {"id": hashlib.sha256(name.encode()).hexdigest(), "name": name, "driver": "bridge",
+                    "internal": False, "ipamConfigs": [{"subnet": _subnet(name), "gateway": ""}]}
+        return {}
+
+
+@dataclass
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None  # parent URN
+    inputs: dict[str, Any]  # engine (camelCase) names, secrets as wrapper objects
+    provider: str
+    dependencies: list[str]
+    options: dict[str, Any]
+
+    @property
+    def plain_inputs(self) -> dict[str, Any]:
+        return plain(self.inputs)
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """The SDK's mock monitor, also keeping each registration's parent, dependencies and options."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__(recorder)
+        self.planned: list[PlannedResource] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.planned.append(
+                PlannedResource(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    custom=bool(request.custom),
+                    parent=request.parent or None,
+                    inputs=json_format.MessageToDict(request.object),
+                    provider=request.provider,
+                    dependencies=list(request.dependencies),
+                    options={
+                        "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                        "protect": bool(request.protect),
+                        "retainOnDelete": bool(request.retainOnDelete),
+                        "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                        "replaceOnChanges": list(request.replaceOnChanges),
+                        "ignoreChanges": list(request.ignoreChanges),
+                    },
+                )
+            )
+        return response
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running a program
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[PlannedResource]
+    outputs: dict[str, Any]  # secrets as wrapper objects
+
+    def of_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def get(self, type_: str, name: str) -> PlannedResource:
+        for r in self.resources:
+            if r.type == type_ and r.name == name:
+                return r
+        raise KeyError(f"no {type_} named {name!r}; have: {sorted(r.name for r in self.of_type(type_))}")
+
+    def named(self, name: str) -> PlannedResource:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+    def children(self, parent: PlannedResource) -> list[PlannedResource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    def containers(self) -> list[PlannedResource]:
+        return self.of_type("docker:index/container:Container")
+
+    def container(self, name: str) -> PlannedResource:
+        """By container name (`clientea-hub-backend`) or logical name (`hub-backend`)."""
+        for r in self.containers():
+            if r.name == name or r.inputs.get("name") == name:
+                return r
+        raise KeyError(f"no container {name!r}; have: {sorted(r.inputs.get('name', r.name) for r in self.containers())}")
+
+    def parent_name(self, r: PlannedResource) -> str | None:
+        return r.parent.rsplit("::", 1)[-1] if r.parent else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "resources": [
+                {
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": self.parent_name(r),
+                    "inputs": masked(r.inputs),
+                    "options": r.options,
+                }
+                for r in self.resources
+            ],
+            "outputs": masked(self.outputs),
+        }
+
+
+async def _serialize_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    struct = await rpc.serialize_properties(outputs, {})
+    return json_format.MessageToDict(struct)
+
+
+def run(stack: StackConfig, program: Callable[[], Any] | None = None) -> Plan:
+    """Run `program` (default: the project's `__main__.py`) for `stack` under mocks; return the plan.
+
+    A fresh event loop, runtime settings, config and recorder each time, so runs never leak into each other.
+    Exceptions from the program (a ConfigError for bad config) propagate unchanged.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        settings.ROOT.set(None)
+        monitor = RecordingMonitor(Recorder())
+        mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack.name, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(dict(stack.values), list(stack.secret_keys))
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
+
+        def main() -> None:
+            if program is not None:
+                program()
+            else:
+                runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+        try:
+            loop.run_until_complete(run_pulumi_func(main))
+        except BaseException as exc:
+            exc.planned = monitor.planned  # type: ignore[attr-defined]  # what was registered before it failed
+            raise
+        root = settings.get_root_resource()
+        exported = dict(getattr(root, "outputs", {}) or {})
+        outputs = loop.run_until_complete(_serialize_outputs(exported))
+        return Plan(stack.name, monitor.planned, outputs)
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def plan_stack(ref: str | Path) -> Plan:
+    return run(read_stack_file(ref))
+
+
+def iter_stack_files() -> Iterator[Path]:
+    yield from sorted(ROOT.glob("Pulumi.*.yaml"))
