@@ -6,7 +6,7 @@ never builds those by hand, so hardening, naming, routing and data layout stay t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +51,9 @@ class Deployment:
     shared_network: pulumi.Output[str]
     data: list[ServiceData] = field(default_factory=list)
     backup_sources: list[BackupSource] = field(default_factory=list)
-    # Per service: the resources that must finish before an upgrade step runs (the pre-update backup).
-    pre_update: dict[str, list[pulumi.Resource]] = field(default_factory=dict)
+    # Installed by the backup component when this stack has backups: (parent, service, versions) -> the step
+    # that snapshots `service` whenever one of `versions` changes. None: no backups in this stack.
+    pre_update_hook: Callable[[pulumi.Resource, str, list[pulumi.Input[str]]], pulumi.Resource] | None = None
 
     # -- containers ---------------------------------------------------------------------------
     def container(self, *, parent: pulumi.Resource, service: str, role: str, **kwargs: Any) -> docker.Container:
@@ -100,6 +101,19 @@ class Deployment:
             ports=[],
             url=cfg.url(service),
         )
+
+    # -- upgrades ------------------------------------------------------------------------------
+    def pre_update_backup(
+        self, *, parent: pulumi.Resource, service: str, versions: list[pulumi.Input[str]]
+    ) -> list[pulumi.Resource]:
+        """The snapshot taken before `service`'s image version changes (empty when backups are off).
+
+        Containers running those images and the service's migration depend on it, so on a version bump
+        `pulumi up` backs up first, then replaces the containers, then migrates.
+        """
+        if self.pre_update_hook is None:
+            return []
+        return [self.pre_update_hook(parent, service, versions)]
 
     # -- host steps ---------------------------------------------------------------------------
     def run(self, name: str, script: str, *, parent: pulumi.Resource, **kwargs: Any) -> pulumi.Resource:

@@ -15,7 +15,7 @@ from components.container import Images
 from components.deployment import Deployment
 from components.edge import Edge, Networks
 from components.host import Host
-from components.versions import IMAGES, tag_of
+from components.versions import tag_of
 
 
 class Suite(pulumi.ComponentResource):
@@ -33,6 +33,7 @@ class Suite(pulumi.ComponentResource):
             shared_network=networks.shared_name,
         )
         self.edge = Edge("edge", d, opts=pulumi.ResourceOptions(parent=self)) if config.runs_traefik else None
+        # Backups (when on) install d.pre_update_hook here, before the services ask for it.
 
         self.services: dict[str, Any] = {}
         for service in config.services:
@@ -66,7 +67,6 @@ def deploy(config: SuiteConfig) -> Suite:
     return Suite(config, host, opts=pulumi.ResourceOptions(providers=[host.provider]))
 
 
-# Service name -> its component. Each takes (name, deployment, opts) and exposes `.outputs`.
-SERVICE_COMPONENTS: dict[str, Any] = {}
-
-__all__ = ["IMAGES", "SERVICE_COMPONENTS", "Suite", "deploy"]
+# Service name -> its component class. Each takes (name, deployment, opts) and exposes `.outputs` (a dict).
+SERVICE_COMPONENTS: dict[str, Any] = {
+}
