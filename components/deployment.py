@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_docker as docker
@@ -18,7 +18,7 @@ from components import routing
 from components.config import SuiteConfig
 from components.container import Attach, Images
 from components.host import Host
-from components.storage import DataDir, ServiceData
+from components.storage import DataDir, DataLocation, ServiceData
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,42 @@ class Exposure:
     url: str
 
 
-@dataclass
-class BackupSource:
-    """Something a backup run must capture (filled in by each service, consumed by the backup component)."""
+@dataclass(frozen=True)
+class DatabaseDump:
+    """An app-consistent dump made inside a running database container (pg_dump / mariadb-dump)."""
 
     service: str
-    kind: str  # e.g. "mariadb", "postgres", "files", "command"
-    details: dict[str, Any]
+    engine: Literal["postgres", "mariadb"]
+    container: str  # container name, e.g. clientea-chat-postgres
+    database: str
+    user: str
+    # Environment variable *inside* that container holding the password (never passed on a command line).
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """Files copied as they are (uploads, keys, acme.json). Never a live database directory."""
+
+    service: str
+    location: DataLocation
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppBackupCommand:
+    """The application's own backup command (e.g. `bench --site all backup`, `openclaw backup create`),
+    run inside `container`; it writes a consistent copy under `output`, which is then snapshotted."""
+
+    service: str
+    container: str
+    command: tuple[str, ...]
+    output: DataLocation
+    output_subpath: str = ""  # where under `output` the command writes (glob allowed)
+    user: str | None = None
+
+
+BackupSource = DatabaseDump | FileSet | AppBackupCommand
 
 
 @dataclass
@@ -50,6 +79,7 @@ class Deployment:
     web_subnet: pulumi.Output[str] | None
     shared_network: pulumi.Output[str]
     data: list[ServiceData] = field(default_factory=list)
+    # What a backup run must capture, registered by each service; consumed by the backup component.
     backup_sources: list[BackupSource] = field(default_factory=list)
     # Installed by the backup component when this stack has backups: (parent, service, versions) -> the step
     # that snapshots `service` whenever one of `versions` changes. None: no backups in this stack.

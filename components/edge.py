@@ -15,7 +15,7 @@ import pulumi_random as random
 from components import routing
 from components.config import SuiteConfig
 from components.container import Attach, Healthcheck
-from components.deployment import BackupSource, Deployment
+from components.deployment import Deployment, FileSet
 from components.storage import DataDir
 
 TRAEFIK_UID = "65532:65532"
@@ -109,9 +109,7 @@ class Edge(pulumi.ComponentResource):
         letsencrypt = d.data_dirs(
             parent=self, service="edge", dirs=[DataDir("letsencrypt", owner=TRAEFIK_UID, mode="0700")]
         )
-        d.backup_sources.append(
-            BackupSource("edge", "files", {"location": letsencrypt.locations["letsencrypt"], "what": "acme.json"})
-        )
+        d.backup_sources.append(FileSet("edge", letsencrypt.locations["letsencrypt"]))  # acme.json
         resolver = traefik_cfg.cert_resolver
         args = [
             "--global.checkNewVersion=false",
