@@ -93,6 +93,13 @@ def _real_secret(value: SecretStr) -> SecretStr:
     return value
 
 
+def _printable(value: str) -> str:
+    # Names end up in page titles, labels and setup commands: no control characters, no line breaks.
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("contains a control character or line break")
+    return value
+
+
 Hostname = Annotated[str, AfterValidator(_hostname)]
 Email = Annotated[str, AfterValidator(_email)]
 Timezone = Annotated[str, AfterValidator(_timezone)]
@@ -261,7 +268,9 @@ class SuiteConfig(Model):
 
     client: Slug = Field(json_schema_extra={"example": "clientea"})
     domain: Hostname = Field(json_schema_extra={"example": "cliente.com"})
-    company: str = Field(min_length=2, max_length=140, json_schema_extra={"example": '"Cliente A S.A."'})
+    company: Annotated[str, AfterValidator(_printable)] = Field(
+        min_length=2, max_length=140, json_schema_extra={"example": '"Cliente A S.A."'}
+    )
     timezone: Timezone = Field(json_schema_extra={"example": "America/Argentina/Buenos_Aires"})
     acme_email: Email | None = Field(None, json_schema_extra={"example": "ops@cliente.com"})
     services: list[Service] = Field(min_length=1, json_schema_extra={"example": "hub,chat,flow,agent"})
@@ -445,7 +454,7 @@ def _problem_lines(error: ValidationError) -> list[str]:
                 f"{_stack_key(loc)} is not a known key{_suggest(loc)}; "
                 f"remove it: pulumi config rm --path '{_stack_key(loc)}'"
             )
-        elif "| " in msg or msg.split(": ", 1)[0] in _field_names(loc):
+        elif "| " in msg or re.split(r"[.\[]", msg.split(": ", 1)[0])[0] in _field_names(loc):
             # A model's cross-field check: each item starts with the key it is about.
             for item in msg.split(" | "):
                 field, _, text = item.partition(": ")

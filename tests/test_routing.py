@@ -1,0 +1,48 @@
+"""The one Traefik label writer: every router TLS-only on websecure with the resolver and the headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import routing
+
+
+def test_router_labels_publish_one_host_over_tls_with_security_headers() -> None:
+    labels = routing.router_labels("clientea-hub", hostname="erp.clientea.com", port=8080, network="web",
+                                   cert_resolver="le")
+    r = "traefik.http.routers.clientea-hub"
+    assert labels["traefik.enable"] == "true"
+    assert labels["traefik.docker.network"] == "web"
+    assert labels[f"{r}.rule"] == "Host(`erp.clientea.com`)"
+    assert labels[f"{r}.entrypoints"] == "websecure"
+    assert labels[f"{r}.tls"] == "true"
+    assert labels[f"{r}.tls.certresolver"] == "le"
+    assert labels[f"{r}.service"] == "clientea-hub"
+    assert labels[f"{r}.middlewares"] == "clientea-hub-headers@docker"
+    assert labels["traefik.http.services.clientea-hub.loadbalancer.server.port"] == "8080"
+    headers = "traefik.http.middlewares.clientea-hub-headers.headers"
+    assert labels[f"{headers}.stsSeconds"] == "31536000"
+    assert labels[f"{headers}.contentTypeNosniff"] == "true"
+    # Nothing routes on the plain-HTTP entrypoint: web only redirects.
+    assert not any(v == "web" for k, v in labels.items() if k.endswith(".entrypoints"))
+
+
+def test_extra_middlewares_follow_the_headers() -> None:
+    labels = routing.router_labels("c-x", hostname="x.c.com", port=1, network="web", cert_resolver="le",
+                                   extra_middlewares=("auth@docker",))
+    assert labels["traefik.http.routers.c-x.middlewares"] == "c-x-headers@docker,auth@docker"
+
+
+def test_internal_service_router_has_no_port_and_keeps_tls() -> None:
+    labels = routing.internal_service_labels("c-dashboard", hostname="traefik.c.com", service="api@internal",
+                                             network="web", cert_resolver="le", middlewares=("c-auth@docker",))
+    assert labels["traefik.http.routers.c-dashboard.service"] == "api@internal"
+    assert labels["traefik.http.routers.c-dashboard.tls.certresolver"] == "le"
+    assert labels["traefik.http.routers.c-dashboard.middlewares"] == "c-dashboard-headers@docker,c-auth@docker"
+    assert not any("loadbalancer" in k for k in labels)
+
+
+@pytest.mark.parametrize("name", ["Hub", "hub.x", "hub x", "", "-hub", "hub`)"])
+def test_router_names_are_checked(name: str) -> None:
+    with pytest.raises(ValueError, match="router name"):
+        routing.router_labels(name, hostname="x.c.com", port=1, network="web", cert_resolver="le")

@@ -1,0 +1,100 @@
+"""Offline plan: what a client stack would create, without the Pulumi CLI, a server or a registry.
+
+    python -m tools.plan clienteA            # a table: type, name, image, networks, published ports, memory
+    python -m tools.plan Pulumi.clienteB.yaml --json
+
+It runs the real program under Pulumi's mock runtime (tools/harness.py). It is NOT `pulumi preview`: it
+knows nothing about what already runs on the server, so it lists what the stack declares rather than a
+diff, and `secure:` values from the stack file are replaced by placeholders (no passphrase needed).
+Secrets are printed as "[secret]". Bad config exits 2 with the one-line problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from components.config import ConfigError
+from tools import harness
+
+SHORT_TYPES = {
+    "docker:index/container:Container": "container",
+    "docker:index/remoteImage:RemoteImage": "image",
+    "docker:index/network:Network": "network",
+    "docker:index/volume:Volume": "volume",
+    "command:local:Command": "command",
+    "command:remote:Command": "command (ssh)",
+    "random:index/randomPassword:RandomPassword": "password",
+    "random:index/randomBytes:RandomBytes": "random bytes",
+    "pulumi:providers:docker": "docker provider",
+}
+
+
+def _row(plan: harness.Plan, r: harness.PlannedResource) -> list[str]:
+    inputs = harness.masked(r.inputs)
+    kind = SHORT_TYPES.get(r.type, r.type)
+    image = networks = ports = memory = ""
+    if r.type == "docker:index/container:Container":
+        image = str(inputs.get("image", ""))
+        networks = ",".join(n["name"] for n in inputs.get("networksAdvanced", []))
+        ports = ",".join(
+            f"{p.get('ip', '0.0.0.0')}:{p['external']}->{p['internal']}" for p in inputs.get("ports", [])
+        )
+        memory = f"{inputs['memory']} MB" if "memory" in inputs else "none"
+    elif r.type == "docker:index/remoteImage:RemoteImage":
+        image = str(inputs.get("name", ""))
+    elif r.type == "docker:index/network:Network":
+        networks = str(inputs.get("name", "")) + (" (internal)" if inputs.get("internal") else "")
+    name = str(inputs.get("name", r.name)) if r.type.startswith("docker:index/") and r.type.endswith(
+        ("container:Container", "volume:Volume")
+    ) else r.name
+    return [kind, name, image, networks, ports, memory]
+
+
+def table(plan: harness.Plan) -> str:
+    rows = [["TYPE", "NAME", "IMAGE", "NETWORKS", "PUBLISHED", "MEMORY"]]
+    rows += [_row(plan, r) for r in plan.resources if r.custom]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    outputs = harness.masked(plan.outputs)
+    containers = plan.containers()
+    total = sum(int(harness.plain(c.inputs).get("memory", 0)) for c in containers)
+    host = outputs.get("hostMemoryMb")
+    budget = f" of {host} MB host RAM ({100 * total / host:.0f}%)" if host else ""
+    lines += [
+        "",
+        f"stack {plan.stack}: {len(plan.resources)} resources, {len(containers)} containers, "
+        f"memory limits {total} MB{budget}",
+        "(offline plan under Pulumi's mock runtime: not `pulumi preview`, no diff against the server)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="a stack name (clienteA) or a path to a Pulumi.<stack>.yaml file")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON (secrets masked)")
+    args = parser.parse_args(argv)
+    try:
+        plan = harness.plan_stack(args.stack)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, yaml.YAMLError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.json:
+        doc: dict[str, Any] = plan.to_json()
+        print(json.dumps(doc, indent=2, sort_keys=False))
+    else:
+        print(table(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
