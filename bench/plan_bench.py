@@ -1,0 +1,94 @@
+"""Benchmark: the offline plan of a stack (default clienteA), as an operator runs it.
+
+    .venv/bin/python bench/plan_bench.py [stack] [--runs 7]
+
+Each run is a fresh `python -m tools.plan <stack> --json` process. Reported: median wall time and peak
+memory (max RSS) of the whole plan, and the program's own share: the time from "SDKs imported" to "plan
+recorded" inside the process (config validation, components, the mock engine), i.e. what the project's
+code costs beyond importing pulumi, pulumi-docker, pulumi-random, pulumi-command and pydantic.
+Targets (issue 2): <= 1.0 s wall and <= 250 MB for the whole plan, <= 0.3 s for the program's own part.
+Results are printed and written to bench/results/plan.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+# Runs in the child: import the SDKs, then time the program's own evaluation.
+PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+import pulumi, pulumi_docker, pulumi_random, pulumi_command, pydantic  # noqa: F401
+from tools import harness
+t1 = time.perf_counter()
+plan = harness.plan_stack(sys.argv[1])
+t2 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "program": t2 - t1, "resources": len(plan.resources)}))
+"""
+
+
+def run_once(argv: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one child process."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)  # reaps the child and returns its own resource usage
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv)} failed:\n{err.read().decode()}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stack", nargs="?", default="clienteA")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    py = sys.executable
+
+    walls, rss, own, imports = [], [], [], []
+    for _ in range(args.runs):
+        wall, peak, _ = run_once([py, "-m", "tools.plan", args.stack, "--json"])
+        walls.append(wall)
+        rss.append(peak)
+        _, _, out = run_once([py, "-c", PROBE, args.stack])
+        probe = json.loads(out)
+        own.append(probe["program"])
+        imports.append(probe["imports"])
+    result = {
+        "stack": args.stack,
+        "runs": args.runs,
+        "resources": probe["resources"],
+        "wall_s_median": round(statistics.median(walls), 3),
+        "wall_s_max": round(max(walls), 3),
+        "peak_rss_mb_max": round(max(rss), 1),
+        "sdk_import_s_median": round(statistics.median(imports), 3),
+        "program_s_median": round(statistics.median(own), 3),
+        "targets": {"wall_s": 1.0, "peak_rss_mb": 250, "program_s": 0.3},
+    }
+    result["meets_targets"] = (
+        result["wall_s_median"] <= 1.0 and result["peak_rss_mb_max"] <= 250 and result["program_s_median"] <= 0.3
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "plan.json").write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result.items():
+        print(f"{key:>22}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
