@@ -81,7 +81,9 @@ def main() -> int:
         "targets": {"wall_s": 1.0, "peak_rss_mb": 250, "program_s": 0.3},
     }
     result["meets_targets"] = (
-        result["wall_s_median"] <= 1.0 and result["peak_rss_mb_max"] <= 250 and result["program_s_median"] <= 0.3
+        result["wall_s_median"] <= 1.0
+        and result["peak_rss_mb_max"] <= 250
+        and result["program_s_median"] <= 0.3
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "plan.json").write_text(json.dumps(result, indent=2) + "\n")

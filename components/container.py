@@ -158,7 +158,9 @@ def container(
         memory_swap=limits.memory_mb,
         cpus=str(limits.cpus),
         read_only=read_only,
-        tmpfs=dict(tmpfs) if tmpfs is not None else ({"/tmp": "rw,noexec,nosuid,size=64m"} if read_only else None),
+        tmpfs=dict(tmpfs)
+        if tmpfs is not None
+        else ({"/tmp": "rw,noexec,nosuid,size=64m"} if read_only else None),
         security_opts=["no-new-privileges:true"],
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=sorted(capabilities) or None),
         log_driver="json-file",
@@ -167,7 +169,8 @@ def container(
         wait=wait_healthy,
         wait_timeout=wait_timeout if wait_healthy else None,
         networks_advanced=[
-            docker.ContainerNetworksAdvancedArgs(name=n.network, aliases=list(n.aliases) or None) for n in networks
+            docker.ContainerNetworksAdvancedArgs(name=n.network, aliases=list(n.aliases) or None)
+            for n in networks
         ],
         mounts=list(mounts) or None,
         ports=list(ports) or None,

@@ -23,7 +23,7 @@ from components.storage import DataDir, DataLocation, ServiceData
 
 @dataclass(frozen=True)
 class Exposure:
-    """How a service's front container is reached: Traefik labels and the `web` network, or a loopback port."""
+    """How a front container is reached: Traefik labels and the `web` network, or a loopback port."""
 
     labels: dict[str, str]
     networks: list[Attach]
@@ -86,8 +86,12 @@ class Deployment:
     pre_update_hook: Callable[[pulumi.Resource, str, list[pulumi.Input[str]]], pulumi.Resource] | None = None
 
     # -- containers ---------------------------------------------------------------------------
-    def container(self, *, parent: pulumi.Resource, service: str, role: str, **kwargs: Any) -> docker.Container:
-        return containers.container(self.config, self.images, parent=parent, service=service, role=role, **kwargs)
+    def container(
+        self, *, parent: pulumi.Resource, service: str, role: str, **kwargs: Any
+    ) -> docker.Container:
+        return containers.container(
+            self.config, self.images, parent=parent, service=service, role=role, **kwargs
+        )
 
     def data_dirs(self, *, parent: pulumi.Resource, service: str, dirs: Sequence[DataDir]) -> ServiceData:
         data = ServiceData(

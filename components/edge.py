@@ -46,7 +46,9 @@ class Networks(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, delete_before_replace=True),
             )
             self.web_name = network.name
-            self.web_subnet = network.ipam_configs.apply(lambda ipam: (ipam or [])[0].subnet or "" if ipam else "")
+            self.web_subnet = network.ipam_configs.apply(
+                lambda ipam: (ipam or [])[0].subnet or "" if ipam else ""
+            )
         else:
             existing = docker.get_network_output(name=web.name, opts=pulumi.InvokeOutputOptions(parent=self))
             self.web_name = existing.name
@@ -146,18 +148,23 @@ class Edge(pulumi.ComponentResource):
         if traefik_cfg.dashboard:
             args.append("--api.dashboard=true")  # never api.insecure: only the router below reaches it
             password = random.RandomPassword(
-                f"{name}-dashboard-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+                f"{name}-dashboard-password",
+                length=32,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
             )
             auth = f"{cfg.client}-dashboard-auth"
             dashboard_host = f"traefik.{cfg.domain}"
-            labels = dict(routing.internal_service_labels(
-                f"{cfg.client}-dashboard",
-                hostname=dashboard_host,
-                service="api@internal",
-                network=cfg.web_network.name,
-                cert_resolver=resolver,
-                middlewares=(f"{auth}@docker",),
-            ))
+            labels = dict(
+                routing.internal_service_labels(
+                    f"{cfg.client}-dashboard",
+                    hostname=dashboard_host,
+                    service="api@internal",
+                    network=cfg.web_network.name,
+                    cert_resolver=resolver,
+                    middlewares=(f"{auth}@docker",),
+                )
+            )
             # Traefik accepts bcrypt hashes; through the Docker API a `$` needs no escaping.
             labels[f"traefik.http.middlewares.{auth}.basicauth.users"] = password.bcrypt_hash.apply(
                 lambda h: f"admin:{h}"

@@ -29,7 +29,9 @@ READ_SECRETS_FROM_STDIN = 'set -a; eval "$(cat)"; set +a\n'
 
 def known_hosts_file(config: SuiteConfig) -> Path:
     """A known_hosts file holding exactly the pinned key, for the docker CLI's ssh helper."""
-    state = Path(os.environ.get("VERSATILEHUB_STATE_DIR", Path(__file__).resolve().parent.parent / ".versatilehub"))
+    state = Path(
+        os.environ.get("VERSATILEHUB_STATE_DIR", Path(__file__).resolve().parent.parent / ".versatilehub")
+    )
     return state / f"known_hosts.{config.client}"
 
 
@@ -86,7 +88,7 @@ class Host:
             additional_secret_outputs=["stdout", "stderr"],
         )
         # Secrets are passed but never printed: no streaming of output while the step runs.
-        logging = "none" if secret_env else "stdoutAndStderr"
+        logging = command.local.Logging.NONE if secret_env else command.local.Logging.STDOUT_AND_STDERR
         if not self.config.host.is_ssh:
             return command.local.Command(
                 name,
@@ -98,6 +100,7 @@ class Host:
                 logging=logging,
                 opts=opts,
             )
+        remote_logging = command.remote.Logging(logging.value)
         stdin = None
         body = PREAMBLE + script
         if secret_env or env:
@@ -116,6 +119,6 @@ class Host:
             delete=f"bash -c {shlex.quote(PREAMBLE + delete)}" if delete else None,
             stdin=stdin,
             triggers=list(triggers) if triggers else None,
-            logging=logging,
+            logging=remote_logging,
             opts=opts,
         )

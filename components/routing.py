@@ -64,11 +64,22 @@ def router_labels(
 
 
 def internal_service_labels(
-    router: str, *, hostname: str, service: str, network: str, cert_resolver: str, middlewares: tuple[str, ...]
+    router: str,
+    *,
+    hostname: str,
+    service: str,
+    network: str,
+    cert_resolver: str,
+    middlewares: tuple[str, ...],
 ) -> dict[str, str]:
     """A router to a Traefik-internal service (the dashboard's api@internal), same TLS and headers."""
     labels = router_labels(
-        router, hostname=hostname, port=0, network=network, cert_resolver=cert_resolver, extra_middlewares=middlewares
+        router,
+        hostname=hostname,
+        port=0,
+        network=network,
+        cert_resolver=cert_resolver,
+        extra_middlewares=middlewares,
     )
     r = _router_id(router)
     del labels[f"traefik.http.services.{r}.loadbalancer.server.port"]

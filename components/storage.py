@@ -82,7 +82,9 @@ class ServiceData:
             mount_flags = f"-v {shlex.quote(root)}:/data"
         else:
             sources = ""
-            mount_flags = " ".join(f"-v {shlex.quote(self.locations[d.name].source)}:/data/{d.name}" for d in dirs)
+            mount_flags = " ".join(
+                f"-v {shlex.quote(self.locations[d.name].source)}:/data/{d.name}" for d in dirs
+            )
         script = (
             f"{sources}docker run --rm --network none --entrypoint /bin/sh {mount_flags} "
             f"{shlex.quote(helper_image)} -c {shlex.quote(chown)}\n"
@@ -100,7 +102,9 @@ class ServiceData:
     def mount(self, name: str, target: str, *, read_only: bool = False) -> docker.ContainerMountArgs:
         location = self.locations[name]
         if location.kind == "bind":
-            return docker.ContainerMountArgs(type="bind", source=location.source, target=target, read_only=read_only)
+            return docker.ContainerMountArgs(
+                type="bind", source=location.source, target=target, read_only=read_only
+            )
         return docker.ContainerMountArgs(
             type="volume", source=self._volumes[name].name, target=target, read_only=read_only
         )

@@ -16,15 +16,27 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5wH6nJ8o2b9ZbqfZ3sK7kQd4GmXr0y
 
 def raw(services: Any = ("hub",), **overrides: Any) -> dict[str, str]:
     """Stack config as the engine hands it to the program: text, objects as JSON."""
-    values = {**BASE_STACK, "services": services if isinstance(services, str) else list(services), **overrides}
+    values = {
+        **BASE_STACK,
+        "services": services if isinstance(services, str) else list(services),
+        **overrides,
+    }
     return {
-        k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v).lower() if isinstance(v, bool) else str(v))
+        k: (
+            json.dumps(v)
+            if isinstance(v, (dict, list))
+            else str(v).lower()
+            if isinstance(v, bool)
+            else str(v)
+        )
         for k, v in values.items()
         if v is not None
     }
 
 
-def problems(services: Any = ("hub",), secret_keys: frozenset[str] = frozenset(), **overrides: Any) -> list[str]:
+def problems(
+    services: Any = ("hub",), secret_keys: frozenset[str] = frozenset(), **overrides: Any
+) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse(raw(services, **overrides), secret_keys)
     for line in info.value.problems:
@@ -58,8 +70,19 @@ def test_missing_required_key_names_it_and_the_command() -> None:
     assert "pulumi config set versatilehub:domain cliente.com" in line
 
 
-@pytest.mark.parametrize("domain", ["exa mple.com", "localhost", "-bad.com", "a..com", "cliente.com/x", "1.2.3.4",
-                                    "ñandú.com", "x" * 64 + ".com"])
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "exa mple.com",
+        "localhost",
+        "-bad.com",
+        "a..com",
+        "cliente.com/x",
+        "1.2.3.4",
+        "ñandú.com",
+        "x" * 64 + ".com",
+    ],
+)
 def test_invalid_domain(domain: str) -> None:
     line = only(problems(domain=domain))
     assert line.startswith("versatilehub:domain: is not a DNS name")
@@ -106,7 +129,9 @@ def test_invalid_email(email: str) -> None:
 
 
 def test_acme_email_is_required_only_when_this_stack_runs_traefik() -> None:
-    assert only(problems(acmeEmail=None)).startswith("versatilehub:acmeEmail: the Let's Encrypt contact is required")
+    assert only(problems(acmeEmail=None)).startswith(
+        "versatilehub:acmeEmail: the Let's Encrypt contact is required"
+    )
     assert parse(raw(acmeEmail=None, mode="attach", webNetwork={"create": False})).acme_email is None
 
 
@@ -122,8 +147,14 @@ def test_hostname_for_a_service_that_is_not_enabled() -> None:
 
 @pytest.mark.parametrize(
     "docker",
-    ["ssh://root@", "ssh://203.0.113.10", "tcp://203.0.113.10:2375", "ssh://deploy@host:99999", "unix://docker.sock",
-     "ssh://deploy@host;rm -rf /"],
+    [
+        "ssh://root@",
+        "ssh://203.0.113.10",
+        "tcp://203.0.113.10:2375",
+        "ssh://deploy@host:99999",
+        "unix://docker.sock",
+        "ssh://deploy@host;rm -rf /",
+    ],
 )
 def test_malformed_docker_host(docker: str) -> None:
     line = only(problems(host={"docker": docker, "sshHostKey": HOST_KEY}))
@@ -163,10 +194,22 @@ def test_unknown_container_in_resources_suggests_the_right_one() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("traefik", {"dashbaord": True}, "versatilehub:traefik.dashbaord is not a known key (did you mean 'dashboard'?)"),
+        (
+            "traefik",
+            {"dashbaord": True},
+            "versatilehub:traefik.dashbaord is not a known key (did you mean 'dashboard'?)",
+        ),
         ("host", {"memroyMb": 1}, "versatilehub:host.memroyMb is not a known key (did you mean 'memoryMb'?)"),
-        ("webNetwork", {"name": "web", "created": False}, "versatilehub:webNetwork.created is not a known key"),
-        ("resources", {"hub-backend": {"memory": 5}}, "versatilehub:resources.hub-backend.memory is not a known key"),
+        (
+            "webNetwork",
+            {"name": "web", "created": False},
+            "versatilehub:webNetwork.created is not a known key",
+        ),
+        (
+            "resources",
+            {"hub-backend": {"memory": 5}},
+            "versatilehub:resources.hub-backend.memory is not a known key",
+        ),
     ],
 )
 def test_unknown_keys_in_structured_values(key: str, value: Any, expected: str) -> None:
@@ -184,7 +227,10 @@ def test_unknown_top_level_key_suggests_the_right_one() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     lines = problems(["hub", "crm"], domain="bad domain", timezone="Nowhere/City", acmeEmail="x@")
     assert [line.split(":", 2)[1].split(" ")[0] for line in lines] == [
-        "domain", "timezone", "acmeEmail", "services[1]"
+        "domain",
+        "timezone",
+        "acmeEmail",
+        "services[1]",
     ]
 
 
@@ -221,7 +267,9 @@ def test_standalone_runs_exactly_one_service_and_attach_adopts_the_web_network()
     assert only(problems(["hub", "chat"], mode="standalone")).startswith(
         "versatilehub:services: mode standalone deploys exactly one service"
     )
-    assert only(problems(mode="attach")).startswith("versatilehub:webNetwork.create: mode attach joins an edge")
+    assert only(problems(mode="attach")).startswith(
+        "versatilehub:webNetwork.create: mode attach joins an edge"
+    )
 
 
 @pytest.mark.parametrize("root", ["/", "/etc", "relative/path", "/srv/../etc"])

@@ -28,8 +28,14 @@ def fake_bin(tmp_path: Path) -> Path:
 
 def run(fake_bin: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {"PATH": f"{fake_bin}:/usr/bin:/bin", "HOME": str(fake_bin.parent)}
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env={**base, **env},
-                          check=False, cwd=ROOT)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        check=False,
+        cwd=ROOT,
+    )
 
 
 def calls(fake_bin: Path) -> list[str]:
@@ -37,7 +43,9 @@ def calls(fake_bin: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_first_deploy_creates_the_stack_on_the_local_backend_then_runs_up_with_the_policy_pack(fake_bin: Path) -> None:
+def test_first_deploy_creates_the_stack_on_the_local_backend_then_runs_up_with_the_policy_pack(
+    fake_bin: Path,
+) -> None:
     result = run(fake_bin, "clienteA", "--yes", PULUMI_CONFIG_PASSPHRASE_FILE="/dev/null")
     assert result.returncode == 0, result.stderr
     backend = f"file://{fake_bin.parent}/.pulumi-versatilehub"

@@ -29,8 +29,12 @@ def test_socket_proxy_is_read_only_and_only_on_the_edge_network(plan: PlanFn) ->
     assert env["CONTAINERS"] == "1" and env["POST"] == "0"
     assert not {"EXEC", "SECRETS", "AUTH", "IMAGES", "NETWORKS"} & {k for k, v in env.items() if v == "1"}
     [mount] = proxy.inputs["mounts"]
-    assert mount == {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock",
-                     "readOnly": True}
+    assert mount == {
+        "type": "bind",
+        "source": "/var/run/docker.sock",
+        "target": "/var/run/docker.sock",
+        "readOnly": True,
+    }
     assert networks_of(proxy) == ["clientea-edge"]
     assert "ports" not in proxy.inputs, "2375 is never published"
 
@@ -63,16 +67,24 @@ def test_traefik_entrypoints_redirect_acme_logs_and_health(plan: PlanFn) -> None
     ]:
         assert flag in args, flag
     assert not any("caserver" in a or "api" in a.split("=")[0] for a in args), "production CA, no dashboard"
-    assert traefik.inputs["ports"] == [{"internal": 8000.0, "external": 80.0}, {"internal": 8443.0, "external": 443.0}]
+    assert traefik.inputs["ports"] == [
+        {"internal": 8000.0, "external": 80.0},
+        {"internal": 8443.0, "external": 443.0},
+    ]
     assert traefik.inputs["healthcheck"]["tests"] == ["CMD", "traefik", "healthcheck", "--ping"]
     assert traefik.inputs["user"] == "65532:65532", "Traefik runs unprivileged behind Docker's port mapping"
     [acme] = traefik.inputs["mounts"]
-    assert acme["target"] == "/letsencrypt" and acme["source"] == "/srv/versatilehub/clientea/edge/letsencrypt"
+    assert (
+        acme["target"] == "/letsencrypt" and acme["source"] == "/srv/versatilehub/clientea/edge/letsencrypt"
+    )
 
 
 def test_staging_ca_and_tls_challenge_are_selectable(plan: PlanFn) -> None:
     args = flags(plan(["flow"], traefik={"acmeStaging": True, "challenge": "tls"}).container("edge-traefik"))
-    assert "--certificatesresolvers.le.acme.caserver=https://acme-staging-v02.api.letsencrypt.org/directory" in args
+    assert (
+        "--certificatesresolvers.le.acme.caserver=https://acme-staging-v02.api.letsencrypt.org/directory"
+        in args
+    )
     assert "--certificatesresolvers.le.acme.tlschallenge=true" in args
     assert not any("httpchallenge" in a for a in args)
 
@@ -89,7 +101,9 @@ def test_dashboard_is_behind_tls_and_basic_auth_with_a_generated_password(plan: 
     assert labels[f"{router}.entrypoints"] == "websecure" and labels[f"{router}.tls.certresolver"] == "le"
     assert "clientea-dashboard-auth@docker" in labels[f"{router}.middlewares"]
     users = labels["traefik.http.middlewares.clientea-dashboard-auth.basicauth.users"]
-    assert users.startswith("admin:$2") and len(users) == len("admin:") + 60  # a bcrypt hash, never the password
+    assert (
+        users.startswith("admin:$2") and len(users) == len("admin:") + 60
+    )  # a bcrypt hash, never the password
     password = p.get("random:index/randomPassword:RandomPassword", "edge-dashboard-password")
     assert password.inputs["length"] >= 32
     out = p.outputs["traefikDashboard"]
@@ -99,6 +113,9 @@ def test_dashboard_is_behind_tls_and_basic_auth_with_a_generated_password(plan: 
 
 def test_only_traefik_publishes_ports_and_only_80_and_443(plan: PlanFn) -> None:
     p = plan(sorted(SERVICE_COMPONENTS))  # every service this project ships
-    published = {c.inputs["name"]: [(pt["external"], pt.get("ip")) for pt in c.inputs.get("ports", [])]
-                 for c in p.containers() if c.inputs.get("ports")}
+    published = {
+        c.inputs["name"]: [(pt["external"], pt.get("ip")) for pt in c.inputs.get("ports", [])]
+        for c in p.containers()
+        if c.inputs.get("ports")
+    }
     assert published == {"clientea-edge-traefik": [(80.0, None), (443.0, None)]}

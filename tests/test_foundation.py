@@ -1,4 +1,4 @@
-"""The foundation's promises, checked on whole plans: hardened containers, secrets, modes, hosts, determinism."""
+"""The foundation's promises on whole plans: hardened containers, secrets, modes, hosts, determinism."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from components import versions
 from components.suite import SERVICE_COMPONENTS
 from tests.conftest import PlanFn, env_of, labels_of, make_stack, networks_of
-from tools import harness, plan as plan_tool
+from tools import harness
+from tools import plan as plan_tool
 
 ALL = sorted(SERVICE_COMPONENTS)
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5wH6nJ8o2b9ZbqfZ3sK7kQd4GmXr0yLh1N2p3Q4r5S6"
@@ -41,7 +42,9 @@ def test_every_container_gets_the_hardened_defaults(full: harness.Plan) -> None:
         assert float(i["cpus"]) > 0, name
         assert c.options["deleteBeforeReplace"], name
         assert i.get("user") or labels.get("io.versatilehub.root-reason"), f"{name}: root without a reason"
-        assert i.get("readOnly") or labels.get("io.versatilehub.writable-reason"), f"{name}: writable without a reason"
+        assert i.get("readOnly") or labels.get("io.versatilehub.writable-reason"), (
+            f"{name}: writable without a reason"
+        )
         assert i.get("healthcheck") or labels.get("io.versatilehub.no-healthcheck-reason"), name
         if i.get("mustRun", True):
             assert i["restart"] == "unless-stopped", name
@@ -102,7 +105,7 @@ def test_no_secret_value_appears_anywhere_unmarked(full: harness.Plan) -> None:
     _secret_values(full.outputs, secrets)
     secrets = {s for s in secrets if len(s) >= 12 and not s.startswith(("KEY=", "/"))}
     assert secrets, "the full suite generates secrets"
-    # Every generated value stays secret everywhere it flows: never in a plain input, output, label, env or command.
+    # Generated values stay secret wherever they flow: never in a plain input, output, label, env or command.
     for r in full.resources:
         for text in _plain_positions(r.inputs):
             leaked = [s for s in secrets if s in text]
@@ -154,7 +157,9 @@ def test_mode_edge_plus_selected_services(plan: PlanFn) -> None:
 def test_mode_attach_joins_an_existing_edge(plan: PlanFn) -> None:
     p = plan(["flow"], mode="attach", webNetwork={"name": "proxy", "create": False}, acmeEmail=None)
     assert not [c for c in p.containers() if labels_of(c)["io.versatilehub.service"] == "edge"]
-    assert [n.inputs["name"] for n in p.of_type("docker:index/network:Network")].count("proxy") == 0, "adopted"
+    assert [n.inputs["name"] for n in p.of_type("docker:index/network:Network")].count("proxy") == 0, (
+        "adopted"
+    )
     routed = [c for c in p.containers() if labels_of(c).get("traefik.enable") == "true"]
     assert routed and all("proxy" in networks_of(c) for c in routed)
     assert all(labels_of(c)["traefik.docker.network"] == "proxy" for c in routed)
@@ -184,16 +189,27 @@ def test_local_host_uses_the_local_socket_and_local_commands(full: harness.Plan)
         assert c.provider.startswith(provider.urn), "every container goes to the client's host"
 
 
-def test_ssh_host_pins_the_key_for_docker_and_commands(plan: PlanFn, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_host_pins_the_key_for_docker_and_commands(
+    plan: PlanFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VERSATILEHUB_STATE_DIR", str(tmp_path))
-    p = plan(ALL, host={"docker": "ssh://deploy@203.0.113.10:2222", "sshHostKey": HOST_KEY, "memoryMb": 16384,
-                        "cpus": 8})
+    p = plan(
+        ALL,
+        host={
+            "docker": "ssh://deploy@203.0.113.10:2222",
+            "sshHostKey": HOST_KEY,
+            "memoryMb": 16384,
+            "cpus": 8,
+        },
+    )
     [provider] = p.of_type("pulumi:providers:docker")
     assert provider.inputs["host"] == "ssh://deploy@203.0.113.10:2222"
     known_hosts = tmp_path / "known_hosts.clientea"
     assert json.loads(provider.inputs["sshOpts"]) == [
-        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}"
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
     ]
     assert known_hosts.read_text() == f"[203.0.113.10]:2222 {HOST_KEY}\n"
     remote = p.of_type("command:remote:Command")
@@ -254,8 +270,9 @@ def test_plan_tool_table_lists_containers_and_the_budget(capsys: pytest.CaptureF
     assert "not `pulumi preview`" in out
 
 
-def test_plan_tool_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_tool_bad_config_exits_2_with_one_line_per_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack = tmp_path / "Pulumi.bad.yaml"
     stack.write_text("config:\n  versatilehub:client: bad client\n  versatilehub:domain: x\n")
     assert plan_tool.main([str(stack)]) == 2

@@ -8,8 +8,9 @@ from components import routing
 
 
 def test_router_labels_publish_one_host_over_tls_with_security_headers() -> None:
-    labels = routing.router_labels("clientea-hub", hostname="erp.clientea.com", port=8080, network="web",
-                                   cert_resolver="le")
+    labels = routing.router_labels(
+        "clientea-hub", hostname="erp.clientea.com", port=8080, network="web", cert_resolver="le"
+    )
     r = "traefik.http.routers.clientea-hub"
     assert labels["traefik.enable"] == "true"
     assert labels["traefik.docker.network"] == "web"
@@ -28,17 +29,31 @@ def test_router_labels_publish_one_host_over_tls_with_security_headers() -> None
 
 
 def test_extra_middlewares_follow_the_headers() -> None:
-    labels = routing.router_labels("c-x", hostname="x.c.com", port=1, network="web", cert_resolver="le",
-                                   extra_middlewares=("auth@docker",))
+    labels = routing.router_labels(
+        "c-x",
+        hostname="x.c.com",
+        port=1,
+        network="web",
+        cert_resolver="le",
+        extra_middlewares=("auth@docker",),
+    )
     assert labels["traefik.http.routers.c-x.middlewares"] == "c-x-headers@docker,auth@docker"
 
 
 def test_internal_service_router_has_no_port_and_keeps_tls() -> None:
-    labels = routing.internal_service_labels("c-dashboard", hostname="traefik.c.com", service="api@internal",
-                                             network="web", cert_resolver="le", middlewares=("c-auth@docker",))
+    labels = routing.internal_service_labels(
+        "c-dashboard",
+        hostname="traefik.c.com",
+        service="api@internal",
+        network="web",
+        cert_resolver="le",
+        middlewares=("c-auth@docker",),
+    )
     assert labels["traefik.http.routers.c-dashboard.service"] == "api@internal"
     assert labels["traefik.http.routers.c-dashboard.tls.certresolver"] == "le"
-    assert labels["traefik.http.routers.c-dashboard.middlewares"] == "c-dashboard-headers@docker,c-auth@docker"
+    assert (
+        labels["traefik.http.routers.c-dashboard.middlewares"] == "c-dashboard-headers@docker,c-auth@docker"
+    )
     assert not any("loadbalancer" in k for k in labels)
 
 

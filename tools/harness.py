@@ -141,7 +141,9 @@ def resolve_stack(ref: str) -> Path:
 def read_stack_file(ref: str | Path) -> StackConfig:
     path = resolve_stack(str(ref))
     if not path.is_file():
-        raise FileNotFoundError(f"no stack file {path} (give a stack name such as clienteA or a Pulumi.<stack>.yaml path)")
+        raise FileNotFoundError(
+            f"no stack file {path} (give a stack name such as clienteA or a Pulumi.<stack>.yaml path)"
+        )
     doc = yaml.safe_load(path.read_text()) or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a Pulumi stack file (expected a mapping with a `config:` section)")
@@ -214,12 +216,17 @@ class Recorder(mocks.Mocks):
             inputs.update(stdout=wrap_secret(""), stderr=wrap_secret(""))
         return f"{args.name}-{rid[:12]}", inputs
 
-    def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "docker:index/getNetwork:getNetwork":
             name = args.args["name"]
-            return {"id": hashlib.sha256(name.encode()).hexdigest(), "name": name, "driver": "bridge",
-                    "internal": False, "ipamConfigs": [{"subnet": _subnet(name), "gateway": ""}]}
-        return {}
+            return {
+                "id": hashlib.sha256(name.encode()).hexdigest(),
+                "name": name,
+                "driver": "bridge",
+                "internal": False,
+                "ipamConfigs": [{"subnet": _subnet(name), "gateway": ""}],
+            }, None
+        return {}, None
 
 
 @dataclass
@@ -309,7 +316,9 @@ class Plan:
         for r in self.containers():
             if r.name == name or r.inputs.get("name") == name:
                 return r
-        raise KeyError(f"no container {name!r}; have: {sorted(r.inputs.get('name', r.name) for r in self.containers())}")
+        raise KeyError(
+            f"no container {name!r}; have: {sorted(r.inputs.get('name', r.name) for r in self.containers())}"
+        )
 
     def parent_name(self, r: PlannedResource) -> str | None:
         return r.parent.rsplit("::", 1)[-1] if r.parent else None

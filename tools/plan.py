@@ -49,9 +49,11 @@ def _row(plan: harness.Plan, r: harness.PlannedResource) -> list[str]:
         image = str(inputs.get("name", ""))
     elif r.type == "docker:index/network:Network":
         networks = str(inputs.get("name", "")) + (" (internal)" if inputs.get("internal") else "")
-    name = str(inputs.get("name", r.name)) if r.type.startswith("docker:index/") and r.type.endswith(
-        ("container:Container", "volume:Volume")
-    ) else r.name
+    name = (
+        str(inputs.get("name", r.name))
+        if r.type.startswith("docker:index/") and r.type.endswith(("container:Container", "volume:Volume"))
+        else r.name
+    )
     return [kind, name, image, networks, ports, memory]
 
 
