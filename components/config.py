@@ -10,8 +10,10 @@ Stack keys live in the ``versatilehub`` namespace. Scalars are set with
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
+import math
 import re
 import typing
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pulumi
+import pycountry
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
@@ -35,6 +38,9 @@ from pydantic.alias_generators import to_camel
 from components import catalog, versions
 
 NAMESPACE = "versatilehub"
+# The seed's thresholds: the limits of every container of a stack stay within these shares of its host.
+MEMORY_BUDGET_SHARE = 0.8
+CPU_BUDGET_SHARE = 0.7
 SERVICES = ("agent", "chat", "hub", "flow")
 Service = Literal["agent", "chat", "hub", "flow"]
 
@@ -119,6 +125,10 @@ class Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=True
     )
+
+    def problems_when_enabled(self) -> list[str]:
+        """Checks of a service's section that apply only when the stack deploys it: "field: message"."""
+        return []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,24 +246,489 @@ class TraefikConfig(Model):
 # ---------------------------------------------------------------------------------------------------
 
 
+def _country(value: str) -> str:
+    try:
+        return str(pycountry.countries.lookup(value).alpha_2)
+    except LookupError:
+        raise ValueError("is not a country: give its ISO 3166 code (MX, AR, US) or English name") from None
+
+
+def _currency(value: str) -> str:
+    code = value.upper()
+    if not re.fullmatch(r"[A-Z]{3}", code) or pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError("is not an ISO 4217 currency code such as MXN, ARS or USD")
+    return code
+
+
+def _language(value: str) -> str:
+    # Frappe's language codes: an ISO 639 language, optionally a region (`es`, `es-MX`, `zh-TW`).
+    m = re.fullmatch(r"([A-Za-z]{2,3})(?:[-_]([A-Za-z]{2}))?", value)
+    if m:
+        base, region = m[1].lower(), (m[2] or "").upper()
+        known = pycountry.languages.get(**{"alpha_2" if len(base) == 2 else "alpha_3": base})
+        if known is not None and (not region or pycountry.countries.get(alpha_2=region) is not None):
+            return f"{base}-{region}" if region else base
+    raise ValueError("is not a language code such as en, es or es-MX")
+
+
+def _company_abbr(value: str) -> str:
+    if not re.fullmatch(r"[^\W_]{1,5}", value):
+        raise ValueError("must be 1-5 letters or digits (ERPNext appends it to account and warehouse names)")
+    return value.upper()
+
+
+def _month_day(value: str) -> str:
+    m = re.fullmatch(r"(\d{2})-(\d{2})", value)
+    if m:
+        try:
+            datetime.date(2001, int(m[1]), int(m[2]))  # a non-leap year: no fiscal year starts on 29 February
+            return value
+        except ValueError:
+            pass
+    raise ValueError("is not a month and day written MM-DD, such as 01-01 or 04-01")
+
+
 class HubConfig(Model):
-    """ERPNext (issue: Hub)."""
+    """ERPNext (issue: Hub): the client's site and the company the first setup creates in it.
+
+    Everything but the site name seeds the site once, when it is created; from then on the company, its
+    country and currency are managed in ERPNext (the setup wizard does not run twice).
+    """
+
+    # Default: the Hub's hostname. It names the site's directory and database for good, so a stack that may
+    # change hostnames later sets it explicitly (a different hostname is served through the site name).
+    site_name: Hostname | None = Field(None, json_schema_extra={"example": "erp.cliente.com"})
+    # Required with hub: it selects ERPNext's country fixtures (tax templates, date and number formats).
+    country: Annotated[str, AfterValidator(_country)] | None = Field(
+        None, json_schema_extra={"example": "MX"}
+    )
+    # Default: the country's currency, as ERPNext's setup wizard proposes it.
+    currency: Annotated[str, AfterValidator(_currency)] | None = Field(
+        None, json_schema_extra={"example": "MXN"}
+    )
+    language: Annotated[str, AfterValidator(_language)] = Field("en", json_schema_extra={"example": "es-MX"})
+    # Default: the initials of the company's name (what the setup wizard proposes).
+    company_abbr: Annotated[str, AfterValidator(_company_abbr)] | None = Field(
+        None, json_schema_extra={"example": "CBC"}
+    )
+    chart_of_accounts: Annotated[str, AfterValidator(_printable)] = Field(
+        "Standard", min_length=1, max_length=140, json_schema_extra={"example": '"Standard with Numbers"'}
+    )
+    fiscal_year_start: Annotated[str, AfterValidator(_month_day)] = Field(
+        "01-01", json_schema_extra={"example": "04-01"}
+    )
+
+    def problems_when_enabled(self) -> list[str]:
+        if self.country is None:
+            return ["country: ERPNext's company needs the client's country (an ISO 3166 code such as MX)"]
+        return []
+
+    def site(self, hostname: str) -> str:
+        """The Frappe site's name, given the Hub's public hostname."""
+        return self.site_name or hostname
+
+    def abbreviation(self, company: str) -> str:
+        """The company's abbreviation: the configured one, else the initials of its words (at most 5), as
+        ERPNext's setup wizard proposes it ("Cliente A S.A." -> CAS)."""
+        if self.company_abbr:
+            return self.company_abbr
+        initials = [next((ch for ch in word if ch.isalnum()), "") for word in company.split()]
+        return "".join(initials)[:5].upper() or "CO"
+
+
+# The interface languages Chatwoot v4.18.0 enables (config/initializers/languages.rb, entries with
+# `enabled: true`). It ignores a DEFAULT_LOCALE outside this list without a word, so the stack refuses it.
+# fmt: off
+CHATWOOT_LOCALES = frozenset({
+    "en", "ar", "nl", "fr", "de", "it", "ja", "ko", "pt", "ru", "es", "ml", "ca", "el", "pt_BR", "ro",
+    "ta", "fa", "zh_TW", "vi", "da", "tr", "cs", "fi", "id", "sv", "hu", "no", "zh_CN", "pl", "sk", "uk",
+    "th", "lv", "is", "he", "lt", "sr", "bg", "et", "uz", "sl",
+})
+# fmt: on
+
+
+def _chatwoot_locale(value: str) -> str:
+    # `pt-BR` and `pt_br` both mean Chatwoot's `pt_BR`.
+    wanted = value.replace("-", "_").lower()
+    for code in CHATWOOT_LOCALES:
+        if code.lower() == wanted:
+            return code
+    hint = difflib.get_close_matches(value, sorted(CHATWOOT_LOCALES), n=1)
+    raise ValueError(
+        "is not a language Chatwoot offers"
+        + (f" (did you mean {hint[0]!r}?)" if hint else f"; one of {', '.join(sorted(CHATWOOT_LOCALES))}")
+    )
+
+
+def _website(value: str) -> str:
+    m = re.fullmatch(r"https://([^/:?#]+)(/[^\s?#]*)?", value)
+    if m and _HOSTNAME_RE.match(m[1].lower()):
+        return f"https://{m[1].lower()}{(m[2] or '').rstrip('/')}"
+    raise ValueError("is not an https:// address such as https://www.cliente.com")
+
+
+class ChatSmtpConfig(Model):
+    """Chatwoot's outgoing mail (notifications, invitations, password resets), over STARTTLS.
+
+    Without `address` Chatwoot sends no mail at all; the other keys only make sense with it.
+    """
+
+    address: Hostname | None = Field(None, json_schema_extra={"example": "smtp.cliente.com"})
+    port: int = Field(587, ge=1, le=65535, json_schema_extra={"example": "587"})
+    username: Annotated[str, Field(min_length=1), AfterValidator(_printable)] | None = Field(
+        None, json_schema_extra={"example": "chat@cliente.com"}
+    )
+    password: Credential | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' <password>"}
+    )
+    authentication: Literal["plain", "login", "cram_md5"] = Field(
+        "login", json_schema_extra={"example": "plain"}
+    )
+    # The From address; the company's name is shown as the sender.
+    sender: Email | None = Field(None, json_schema_extra={"example": "chat@cliente.com"})
+
+    @model_validator(mode="after")
+    def _complete(self) -> ChatSmtpConfig:
+        problems = []
+        if self.address is None:
+            given = [f.alias or n for n, f in type(self).model_fields.items() if n in self.model_fields_set]
+            if given:
+                problems.append(f"address: the SMTP server is required once smtp has {', '.join(given)}")
+        else:
+            if self.sender is None:
+                problems.append("sender: the From address of Chatwoot's mail is required with an SMTP server")
+            if (self.username is None) != (self.password is None):
+                missing = "password" if self.password is None else "username"
+                problems.append(f"{missing}: SMTP login needs both username and password")
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
 
 
 class ChatConfig(Model):
-    """Chatwoot (issue: Chat)."""
+    """Chatwoot (issue: Chat): its first super admin, its language, mail and, optionally, a website inbox."""
+
+    # Required with chat: the login of the super admin and first account created at deploy time.
+    admin_email: Email | None = Field(None, json_schema_extra={"example": "soporte@cliente.com"})
+    admin_name: Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_printable)] = Field(
+        "Administrator", json_schema_extra={"example": '"María Pérez"'}
+    )
+    # DEFAULT_LOCALE: new accounts, the widget and mail use it; each agent may pick another.
+    locale: Annotated[str, AfterValidator(_chatwoot_locale)] = Field(
+        "en", json_schema_extra={"example": "es"}
+    )
+    # When set, the account gets a website (live-chat widget) inbox for this site, with the admin as agent.
+    website_inbox: Annotated[str, AfterValidator(_website)] | None = Field(
+        None, json_schema_extra={"example": "https://www.cliente.com"}
+    )
+    smtp: ChatSmtpConfig = Field(default_factory=ChatSmtpConfig)  # type: ignore[arg-type]
+
+    def problems_when_enabled(self) -> list[str]:
+        if self.admin_email is None:
+            return ["adminEmail: Chat creates its first super admin at deploy time and needs its login email"]
+        return []
+
+
+# n8n's user.firstName / user.lastName columns are varchar(32).
+OWNER_NAME_MAX = 32
+OwnerName = Annotated[str, Field(min_length=1, max_length=OWNER_NAME_MAX), AfterValidator(_printable)]
 
 
 class FlowConfig(Model):
-    """n8n (issue: Flow)."""
+    """n8n (issue: Flow). Its owner account is set from these on every start; the password is generated."""
+
+    # Default admin@<domain>: a login name only (n8n sends no mail unless SMTP is set up).
+    owner_email: Email | None = Field(None, json_schema_extra={"example": "automatizacion@cliente.com"})
+    # Defaults: the company's name and "Admin".
+    owner_first_name: OwnerName | None = Field(None, json_schema_extra={"example": "Ana"})
+    owner_last_name: OwnerName | None = Field(None, json_schema_extra={"example": "Pérez"})
+
+    def owner(self, *, company: str, domain: str) -> tuple[str, str, str]:
+        """(email, first name, last name) of the n8n owner, defaults filled in; the email as n8n stores it."""
+        email = (self.owner_email or f"admin@{domain}").lower()
+        first = self.owner_first_name or _fit(company, OWNER_NAME_MAX)
+        return email, first, self.owner_last_name or "Admin"
+
+
+def _fit(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, at a word boundary when there is one."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,-")
+
+
+_EXAMPLE_KEY = re.compile(r"^(sk-(ant-|or-|proj-)?|AIza)?[xX.*<>…]+$")
+
+
+def _api_key_shape(value: SecretStr) -> SecretStr:
+    plain = value.get_secret_value().strip()
+    if _EXAMPLE_KEY.match(plain):
+        raise ValueError("is an example value, not a real key")
+    if len(plain) < 20 or any(ch.isspace() for ch in plain):
+        raise ValueError("is not an API key or bot token (too short, or contains spaces)")
+    return value
+
+
+# A provider API key or a channel token: a real credential, never an example pasted from documentation.
+ApiKey = Annotated[SecretStr, AfterValidator(_real_secret), AfterValidator(_api_key_shape)]
+
+# Model references (`provider/model`) of the providers AgentProviderKeys holds keys for -> that key.
+AGENT_MODEL_PROVIDERS = {
+    "anthropic": "anthropic",
+    "openai": "openai",
+    "openrouter": "openrouter",
+    "google": "gemini",
+}
+
+
+def _model_ref(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*/[A-Za-z0-9][A-Za-z0-9._:/@+-]*", value):
+        raise ValueError("is not a provider/model reference such as anthropic/claude-sonnet-4-5")
+    return value
+
+
+class _AgentCredentials(Model):
+    def configured(self) -> list[str]:
+        """The names of the credentials that are set."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class AgentProviderKeys(_AgentCredentials):
+    """LLM provider API keys, stored with --secret; OpenClaw reads each from its usual variable."""
+
+    anthropic: ApiKey | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' sk-ant-api03-..."}
+    )
+    openai: ApiKey | None = Field(None, json_schema_extra={"example": "--secret --path 'KEY' sk-proj-..."})
+    openrouter: ApiKey | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' sk-or-v1-..."}
+    )
+    gemini: ApiKey | None = Field(None, json_schema_extra={"example": "--secret --path 'KEY' AIzaSy..."})
+
+
+class AgentChannels(_AgentCredentials):
+    """Chat channels' bot tokens, stored with --secret; unknown senders get a pairing code, not a reply."""
+
+    telegram: ApiKey | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' 123456789:AAE..."}
+    )
 
 
 class AgentConfig(Model):
-    """OpenClaw (issue: Agent)."""
+    """OpenClaw (issue: Agent): its default model, the provider keys it may use and its chat channels."""
+
+    # Set explicitly: OpenClaw's built-in default may belong to a provider this client has no key for.
+    model: Annotated[str, AfterValidator(_model_ref)] | None = Field(
+        None, json_schema_extra={"example": "anthropic/claude-sonnet-4-5"}
+    )
+    provider_keys: AgentProviderKeys = Field(
+        default_factory=AgentProviderKeys,  # type: ignore[arg-type]
+        json_schema_extra={"example": "--secret --path 'KEY.anthropic' sk-ant-api03-..."},
+    )
+    channels: AgentChannels = Field(default_factory=AgentChannels)  # type: ignore[arg-type]
+
+    def problems_when_enabled(self) -> list[str]:
+        keys = self.provider_keys.configured()
+        problems = []
+        if not keys:
+            problems.append(
+                "providerKeys: the agent needs at least one model provider key "
+                f"({', '.join(AgentProviderKeys.model_fields)})"
+            )
+        if self.model is None:
+            problems.append("model: the agent needs its default model, written provider/model")
+        else:
+            provider = self.model.split("/", 1)[0]
+            needed = AGENT_MODEL_PROVIDERS.get(provider)
+            if keys and needed is not None and needed not in keys:
+                key = f"{NAMESPACE}:agent.providerKeys.{needed}"
+                usable = [p for p, k in AGENT_MODEL_PROVIDERS.items() if k in keys]
+                problems.append(
+                    f"model: {self.model} runs on {provider}, which has no key; fix: pulumi config set "
+                    f"--secret --path '{key}' <key>, or pick a model of {' or '.join(usable)}: "
+                    f"pulumi config set --path '{NAMESPACE}:agent.model' {usable[0]}/<model>"
+                )
+        return problems
+
+
+_S3_REPOSITORY = re.compile(
+    r"s3:https://(?P<host>[a-z0-9.-]+\.[a-z]{2,})(:\d{1,5})?/(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/[A-Za-z0-9._-]+)*/?"
+)
+_B2_REPOSITORY = re.compile(r"b2:(?P<bucket>[A-Za-z0-9][A-Za-z0-9-]{4,48}[A-Za-z0-9])(:[A-Za-z0-9._/-]*)?")
+_LOCAL_REPOSITORY = re.compile(r"/[A-Za-z0-9._/-]+")
+_CLOCK = re.compile(r"(?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)")
+_DAY = "(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_WEEKLY = re.compile(rf"(?P<days>{_DAY}(,{_DAY})*) (?P<clock>\S+)")
+# systemd's full form: [weekdays] year-month-day hour:minute[:second] [time zone]
+_FIELD = r"[0-9*,./~]+"
+_ON_CALENDAR = re.compile(
+    rf"({_DAY}([,.]+{_DAY})* )?{_FIELD}-{_FIELD}-{_FIELD} [0-9*,./]+:[0-9*,./:]+( [A-Za-z_/+-]+)?"
+)
+_CHECK_SUBSET = re.compile(r"1/([1-9]|[1-9][0-9])|([1-9][0-9]?|100)(\.[0-9]+)?%|[1-9][0-9]*[KMGT]")
+
+
+def _repository(value: str) -> str:
+    value = value.rstrip("/") if value.startswith("s3:") else value
+    if _S3_REPOSITORY.fullmatch(value) or _B2_REPOSITORY.fullmatch(value):
+        return value
+    if _LOCAL_REPOSITORY.fullmatch(value) and ".." not in value.split("/") and value != "/":
+        return value
+    raise ValueError(
+        "is not s3:https://s3.<region>.backblazeb2.com/<bucket>/<path> (Backblaze B2's S3 endpoint, "
+        "recommended), b2:<bucket>:<path>, or an absolute local path (labs only)"
+    )
+
+
+def _calendar(value: str) -> str:
+    if _CLOCK.fullmatch(value) or (_WEEKLY.fullmatch(value) and _CLOCK.fullmatch(value.split()[-1])):
+        return value
+    if _ON_CALENDAR.fullmatch(value):
+        return value  # a full systemd OnCalendar= expression; the host checks it before installing
+    raise ValueError("is not HH:MM, 'Sun 04:30' or a systemd OnCalendar expression such as '*-*-* 03:00:00'")
+
+
+def _check_subset(value: str) -> str:
+    if not _CHECK_SUBSET.fullmatch(value):
+        raise ValueError("is not 1/N (a different N-th each week), a percentage (5%) or a size (2G)")
+    return value
+
+
+def _key_shape(value: SecretStr) -> SecretStr:
+    # Written to the host's restic.env as KEY=VALUE lines: printable, no spaces, no line breaks.
+    if not re.fullmatch(r"[!-~]{8,}", value.get_secret_value()):
+        raise ValueError("is not a key (8 or more printable characters, no spaces)")
+    return value
+
+
+BackupKey = Annotated[SecretStr, AfterValidator(_real_secret), AfterValidator(_key_shape)]
 
 
 class BackupConfig(Model):
-    """restic backups (issue: Backups)."""
+    """restic backups (issue: Backups): on for every stack, one encrypted repository per client.
+
+    The repository password is generated (pulumi-random) unless `password` adopts an existing repository;
+    it is the one key to keep outside the server. restic encrypts everything with it (AES-256).
+    """
+
+    enabled: bool = Field(True, json_schema_extra={"example": "false"})
+    repository: Annotated[str, AfterValidator(_repository)] | None = Field(
+        None,
+        json_schema_extra={"example": "s3:https://s3.eu-central-003.backblazeb2.com/acme-backups/clientea"},
+    )
+    # Backblaze application key (applicationKeyId + applicationKey), restricted to the repository's bucket.
+    key_id: BackupKey | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' 003a1b2c3d4e5f60000000001"}
+    )
+    application_key: BackupKey | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' K003abcdefghijklmnopqrstuvwxyz12"}
+    )
+    # Only to reuse an existing repository in a new stack (its old state lost); otherwise generated.
+    password: BackupKey | None = Field(
+        None, json_schema_extra={"example": "--secret --path 'KEY' <the repository password kept offline>"}
+    )
+    # Daily, in the stack's time zone (HH:MM), or any systemd OnCalendar expression.
+    schedule: Annotated[str, AfterValidator(_calendar)] = Field(
+        "03:00", json_schema_extra={"example": "01:30"}
+    )
+    check_schedule: Annotated[str, AfterValidator(_calendar)] = Field(
+        "Sun 04:30", json_schema_extra={"example": "'Sat 05:00'"}
+    )
+    # The seed's 7 days / 30 days / 12 months: 7 dailies, 5 weeklies (about a month), 12 monthlies.
+    keep_daily: int = Field(7, ge=1, le=3660, json_schema_extra={"example": "7"})
+    keep_weekly: int = Field(5, ge=0, le=520, json_schema_extra={"example": "5"})
+    keep_monthly: int = Field(12, ge=0, le=1200, json_schema_extra={"example": "12"})
+    # `1/N`: a different N-th of the data each week (all of it every N weeks); or `X%`, or a size (`2G`).
+    check_subset: Annotated[str, AfterValidator(_check_subset)] = Field(
+        "1/8", json_schema_extra={"example": "1/4"}
+    )
+    # The newest complete snapshot older than this is an alarm (a day plus a slow run's margin).
+    max_age_hours: int = Field(26, ge=1, le=24 * 31, json_schema_extra={"example": "26"})
+
+    @model_validator(mode="after")
+    def _repository_and_keys(self) -> BackupConfig:
+        if not self.enabled:
+            return self
+        problems = []
+        if self.repository is None:
+            problems.append(
+                "repository: backups are on for every stack and need a repository; fix: pulumi config set "
+                "--path 'versatilehub:backup.repository' "
+                "s3:https://s3.<region>.backblazeb2.com/<bucket>/<client> "
+                "(or, for a lab only: pulumi config set --path 'versatilehub:backup.enabled' false)"
+            )
+        elif self.repository_kind == "local":
+            for field, name in (("key_id", "keyId"), ("application_key", "applicationKey")):
+                if getattr(self, field) is not None:
+                    problems.append(f"{name}: a local repository takes no key; remove it")
+        else:
+            kind = self.repository_kind
+            needs = f"{kind}: repositories need a Backblaze application key limited to the bucket"
+            if self.key_id is None:
+                problems.append(f"keyId: {needs} (its keyID)")
+            if self.application_key is None:
+                problems.append(f"applicationKey: {needs} (the applicationKey)")
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
+    @property
+    def repository_kind(self) -> Literal["s3", "b2", "local"]:
+        repository = self.repository or ""
+        return "s3" if repository.startswith("s3:") else "b2" if repository.startswith("b2:") else "local"
+
+    def key_env(self) -> tuple[str, str] | None:
+        """restic's variables for the key id and the key of this kind of repository."""
+        return {
+            "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+            "b2": ("B2_ACCOUNT_ID", "B2_ACCOUNT_KEY"),
+        }.get(self.repository_kind)
+
+    def forget_args(self) -> list[str]:
+        keep = {"daily": self.keep_daily, "weekly": self.keep_weekly, "monthly": self.keep_monthly}
+        return [f"--keep-{period}={count}" for period, count in keep.items() if count]
+
+    @staticmethod
+    def on_calendar(value: str, timezone: str) -> str:
+        """A systemd OnCalendar= expression; the short forms run in the stack's time zone."""
+        if _CLOCK.fullmatch(value):
+            return f"*-*-* {value}:00 {timezone}"
+        weekly = _WEEKLY.fullmatch(value)
+        if weekly and _CLOCK.fullmatch(weekly["clock"]):
+            return f"{weekly['days']} *-*-* {weekly['clock']}:00 {timezone}"
+        return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Operating the stack: the post-deploy verification and the client portal
+# ---------------------------------------------------------------------------------------------------
+
+BudgetMs = Annotated[int, Field(ge=100, le=60_000)]
+
+
+class VerifyConfig(Model):
+    """The probe `pulumi up` runs once the services are up: every public hostname, from the host itself."""
+
+    enabled: bool = Field(True, json_schema_extra={"example": "false"})
+    # The seed's "endpoints answer in under 2 s", per request (the median of three once healthy).
+    budget_ms: BudgetMs = Field(2000, json_schema_extra={"example": "3000"})
+    service_budget_ms: dict[Service, BudgetMs] = Field(
+        default_factory=dict, json_schema_extra={"example": "4000"}
+    )
+    # How long a freshly (re)created service may take to answer before the update fails.
+    wait_seconds: int = Field(300, ge=10, le=3600, json_schema_extra={"example": "600"})
+    # Off by default: before DNS points here (or with the staging CA) certificates cannot be trusted yet.
+    trusted_tls: bool = Field(False, json_schema_extra={"example": "true"})
+
+    def budget(self, service: str) -> int:
+        return self.service_budget_ms.get(service, self.budget_ms)  # type: ignore[call-overload]
+
+
+class PortalConfig(Model):
+    """The client's landing page (mode `suite`): its name and links to its services; also the catch-all."""
+
+    # Empty: the base domain. Add www.<domain> only if its DNS points here (else its certificate fails).
+    hostnames: list[Hostname] = Field(default_factory=list, json_schema_extra={"example": "www.cliente.com"})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,11 +760,14 @@ class SuiteConfig(Model):
     storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
     resources: dict[str, Limits] = Field(default_factory=dict)
     traefik: TraefikConfig = Field(default_factory=TraefikConfig)  # type: ignore[arg-type]
-    hub: HubConfig = Field(default_factory=HubConfig)
-    chat: ChatConfig = Field(default_factory=ChatConfig)
-    flow: FlowConfig = Field(default_factory=FlowConfig)
-    agent: AgentConfig = Field(default_factory=AgentConfig)
-    backup: BackupConfig = Field(default_factory=BackupConfig)
+    hub: HubConfig = Field(default_factory=HubConfig)  # type: ignore[arg-type]
+    chat: ChatConfig = Field(default_factory=ChatConfig)  # type: ignore[arg-type]
+    flow: FlowConfig = Field(default_factory=FlowConfig)  # type: ignore[arg-type]
+    agent: AgentConfig = Field(default_factory=AgentConfig)  # type: ignore[arg-type]
+    # Validated even when absent: backups are on by default and name their missing keys.
+    backup: BackupConfig = Field(default_factory=dict, validate_default=True)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)  # type: ignore[arg-type]
+    portal: PortalConfig = Field(default_factory=PortalConfig)
     # Secrets (stored with --secret; kept as SecretStr so they never show in a repr or a log).
     ssh_private_key: SecretStr | None = Field(None, json_schema_extra={"example": "--secret < ~/.ssh/id_ed25519"})
 
@@ -347,11 +825,74 @@ class SuiteConfig(Model):
             seen[name] = service
         if self.traefik.dashboard and f"traefik.{self.domain}" in seen:
             problems.append(f"hostnames.{seen[f'traefik.{self.domain}']}: traefik.{self.domain} is the dashboard's")
+        for service in self.services:
+            problems.extend(f"{service}.{p}" for p in getattr(self, service).problems_when_enabled())
+        if problems:
+            raise ValueError(" | ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _operating_checks(self) -> SuiteConfig:
+        """The seed's thresholds (memory < 80% of the host, CPU < 70% of its cores), portal and verify."""
+        problems: list[str] = []
+        containers = catalog.containers_for(self.services, self.runs_traefik)
+        memory, host_memory = self.memory_budget_mb(), self.host.memory_mb
+        if memory > host_memory * MEMORY_BUDGET_SHARE:
+            largest = sorted(containers, key=lambda k: -self.limits(k).memory_mb)[:3]
+            needed = math.ceil(memory / MEMORY_BUDGET_SHARE)
+            problems.append(
+                f"host.memoryMb: memory limits add up to {memory} MB, {100 * memory / host_memory:.0f}% "
+                f"of this host's {host_memory} MB (the budget is {MEMORY_BUDGET_SHARE:.0%}); fix: if the "
+                "host has more RAM, say so: pulumi config set --path 'versatilehub:host.memoryMb' "
+                f"<MB, at least {needed}>; else lower the largest limits ("
+                + ", ".join(f"{k} {self.limits(k).memory_mb} MB" for k in largest)
+                + f") with pulumi config set --path 'versatilehub:resources.{largest[0]}.memoryMb' <MB>"
+            )
+        cpus, host_cpus = self.cpu_budget(), self.host.cpus
+        if round(cpus, 3) > round(host_cpus * CPU_BUDGET_SHARE, 3):
+            largest = sorted(containers, key=lambda k: -self.limits(k).cpus)[:3]
+            needed_cores = math.ceil(100 * cpus / CPU_BUDGET_SHARE) / 100
+            problems.append(
+                f"host.cpus: CPU limits add up to {cpus:.2f} cores, {100 * cpus / host_cpus:.0f}% of this "
+                f"host's {host_cpus:g} (the budget is {CPU_BUDGET_SHARE:.0%}); fix: if the host has more "
+                "cores, say so: pulumi config set --path 'versatilehub:host.cpus' "
+                f"<cores, at least {needed_cores:g}>; else lower the largest caps ("
+                + ", ".join(f"{k} {self.limits(k).cpus:g}" for k in largest)
+                + f") with pulumi config set --path 'versatilehub:resources.{largest[0]}.cpus' <cores>"
+            )
+        if self.portal.hostnames and not self.runs_traefik:
+            problems.append(
+                "portal.hostnames: the portal runs only with this stack's own Traefik (mode suite)"
+            )
+        if self.runs_traefik:
+            taken = {self.hostname(s): f"{s}'s hostname" for s in self.services}
+            if self.traefik.dashboard:
+                taken[f"traefik.{self.domain}"] = "the Traefik dashboard's"
+            for i, name in enumerate(self.portal_hostnames):
+                if name in taken:
+                    problems.append(
+                        f"portal.hostnames[{i}]: {name} is already {taken[name]} (give each its own)"
+                    )
+                taken[name] = "the portal's"
+        for service in sorted(set(self.verify.service_budget_ms) - set(self.services)):
+            problems.append(
+                f"verify.serviceBudgetMs.{service}: {service} is not in services (remove this budget)"
+            )
+        if self.verify.trusted_tls and self.runs_traefik and self.traefik.acme_staging:
+            problems.append(
+                "verify.trustedTls: certificates from Let's Encrypt's staging CA are never trusted; "
+                "turn off traefik.acmeStaging or verify.trustedTls"
+            )
         if problems:
             raise ValueError(" | ".join(problems))
         return self
 
     # -- derived values, computed in one place --------------------------------------------------
+    @property
+    def portal_hostnames(self) -> list[str]:
+        """Where the portal answers by name (it also catches every unknown host)."""
+        return list(self.portal.hostnames) or [self.domain]
+
     def hostname(self, service: str) -> str:
         return self.hostnames.get(service, f"{service}.{self.domain}")  # type: ignore[call-overload]
 
@@ -371,7 +912,7 @@ class SuiteConfig(Model):
         return self.mode != "standalone"
 
     def pin(self, image_key: str) -> str:
-        return versions.reference(image_key, self.versions.get(image_key))
+        return versions.resolve(image_key, self.versions)
 
     def limits(self, container_key: str) -> catalog.Limit:
         base = catalog.LIMITS[container_key]
@@ -459,9 +1000,12 @@ def _problem_lines(error: ValidationError) -> list[str]:
             for item in msg.split(" | "):
                 field, _, text = item.partition(": ")
                 sub = (*loc, *field.split("."))
-                lines.append(f"{_stack_key(sub)}: {text}; {_fix_hint(sub)}")
+                # A check that knows the exact fix says so itself ("...; fix: ..."); else the example's.
+                fix = "" if "; fix: " in text else f"; {_fix_hint(sub)}"
+                lines.append(f"{_stack_key(sub)}: {text}{fix}")
         else:
-            shown = "" if "secret" in err["type"] else _short(err.get("input"))
+            secret = "secret" in err["type"] or _holds_secret(_field_at(loc))
+            shown = "" if secret else _short(err.get("input"))
             lines.append(f"{_stack_key(loc)}: {msg}{shown}; {_fix_hint(loc)}")
     return lines
 
@@ -472,6 +1016,50 @@ def _field_names(loc: tuple[Any, ...]) -> set[str]:
     if isinstance(model, type) and issubclass(model, BaseModel):
         return {f.alias or n for n, f in model.model_fields.items()}
     return set()
+
+
+def _holds_secret(info: Any) -> bool:
+    """Whether a field (FieldInfo, or a type) holds a credential: its value is never echoed."""
+    annotation = info.annotation if hasattr(info, "annotation") else info
+    return annotation is SecretStr or any(_holds_secret(arg) for arg in typing.get_args(annotation))
+
+
+def _credential_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Stack key paths of every credential inside a structured key (`agent.providerKeys.anthropic`)."""
+    paths = []
+    for name, info in model.model_fields.items():
+        path = (*prefix, info.alias or name)
+        if _holds_secret(info):
+            paths.append(path)
+            continue
+        if typing.get_origin(info.annotation) in (dict, list):
+            continue  # free-form keys and lists: their stack paths are not field names
+        for candidate in (info.annotation, *typing.get_args(info.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                paths.extend(_credential_paths(candidate, path))
+    return paths
+
+
+def _plain_credentials(key: str, value: Any) -> list[str]:
+    """A structured key that holds credentials but was not stored with --secret: one line per credential.
+
+    Pulumi marks a whole structured key secret when any of its leaves is `secure:`, so a plain-text leaf
+    beside an encrypted one cannot be seen from here; a key whose credentials are all plain always is.
+    """
+    problems = []
+    for path in _credential_paths(SuiteConfig):
+        if len(path) < 2 or path[0] != key:
+            continue  # top-level secrets are SECRET_KEYS' business
+        leaf: Any = value
+        for part in path[1:]:
+            leaf = leaf.get(part) if isinstance(leaf, dict) else None
+        if leaf not in (None, ""):
+            stack_key = f"{NAMESPACE}:{'.'.join(path)}"
+            problems.append(
+                f"{stack_key} is stored in plain text; store it encrypted: "
+                f"pulumi config set --secret --path '{stack_key}' <value>"
+            )
+    return problems
 
 
 def _short(value: Any) -> str:
@@ -526,6 +1114,8 @@ def parse(raw: Mapping[str, str], secret_keys: frozenset[str] = frozenset()) -> 
                 f"pulumi config set --secret {NAMESPACE}:{key} <value>"
             )
         data[key] = _parse_value(key, value)
+        if key not in secret_keys:
+            problems.extend(_plain_credentials(key, data[key]))
     try:
         config = SuiteConfig.model_validate(data)
     except ValidationError as exc:

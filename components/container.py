@@ -60,25 +60,30 @@ class Images:
     def __init__(self, config: SuiteConfig, parent: pulumi.Resource):
         self._config = config
         self._parent = parent
-        self._pulled: dict[str, docker.RemoteImage] = {}
+        self._pulled: dict[str, docker.RemoteImage] = {}  # by reference
+        self._keys: list[str] = []
 
     def get(self, key: str) -> docker.RemoteImage:
-        if key not in self._pulled:
-            self._pulled[key] = docker.RemoteImage(
+        reference = self._config.pin(key)
+        if key not in self._keys:
+            self._keys.append(key)
+        if reference not in self._pulled:
+            # Two keys may pin the same reference (each service's Redis): the first one names the pull.
+            self._pulled[reference] = docker.RemoteImage(
                 f"image-{key}",
-                name=self._config.pin(key),
+                name=reference,
                 # Never delete an image on replace/destroy: another stack on the host may run it.
                 keep_locally=True,
                 opts=pulumi.ResourceOptions(parent=self._parent),
             )
-        return self._pulled[key]
+        return self._pulled[reference]
 
     def reference(self, key: str) -> str:
         return self._config.pin(key)
 
     def used(self) -> list[str]:
         """The image keys this stack pulls (for the deployed-versions output)."""
-        return list(self._pulled)
+        return list(self._keys)
 
 
 def _env_list(envs: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
@@ -106,6 +111,9 @@ def container(
     mounts: Sequence[docker.ContainerMountArgs] = (),
     labels: Mapping[str, pulumi.Input[str]] | None = None,
     ports: Sequence[docker.ContainerPortArgs] = (),
+    # Files copied in before the first start. Docker refuses that on a read-only root filesystem, so a
+    # container with uploads also needs writable_reason=.
+    uploads: Sequence[docker.ContainerUploadArgs] = (),
     tmpfs: Mapping[str, str] | None = None,
     capabilities: Sequence[str] = (),
     restart: str = "unless-stopped",
@@ -124,6 +132,10 @@ def container(
         raise ValueError(f"{key}: runs as the image's default user (root?); give user= or root_reason=")
     if healthcheck is None and not no_healthcheck_reason:
         raise ValueError(f"{key}: every long-running container has a healthcheck; give one or a reason")
+    if uploads and not writable_reason:
+        raise ValueError(
+            f"{key}: Docker copies uploads only into a writable root filesystem; give writable_reason="
+        )
     limits = config.limits(key)
     pulled = images.get(image)
     all_labels: dict[str, pulumi.Input[str]] = {
@@ -174,6 +186,7 @@ def container(
         ],
         mounts=list(mounts) or None,
         ports=list(ports) or None,
+        uploads=list(uploads) or None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(all_labels.items())],
         opts=pulumi.ResourceOptions(
             parent=parent,

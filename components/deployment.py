@@ -64,6 +64,9 @@ class AppBackupCommand:
     output: DataLocation
     output_subpath: str = ""  # where under `output` the command writes (glob allowed)
     user: str | None = None
+    # The app's own restore, run in `container` once the output is back in place (it picks the newest copy
+    # there). Empty: the restore puts the files back and says to run the app's restore by hand.
+    restore: tuple[str, ...] = ()
 
 
 BackupSource = DatabaseDump | FileSet | AppBackupCommand
@@ -84,14 +87,18 @@ class Deployment:
     # Installed by the backup component when this stack has backups: (parent, service, versions) -> the step
     # that snapshots `service` whenever one of `versions` changes. None: no backups in this stack.
     pre_update_hook: Callable[[pulumi.Resource, str, list[pulumi.Input[str]]], pulumi.Resource] | None = None
+    # Every container made through container(), in order (the verification re-runs when one is replaced).
+    created_containers: list[docker.Container] = field(default_factory=list)
 
     # -- containers ---------------------------------------------------------------------------
     def container(
         self, *, parent: pulumi.Resource, service: str, role: str, **kwargs: Any
     ) -> docker.Container:
-        return containers.container(
+        created = containers.container(
             self.config, self.images, parent=parent, service=service, role=role, **kwargs
         )
+        self.created_containers.append(created)
+        return created
 
     def data_dirs(self, *, parent: pulumi.Resource, service: str, dirs: Sequence[DataDir]) -> ServiceData:
         data = ServiceData(

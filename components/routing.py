@@ -9,6 +9,7 @@ router-scoped name, so routing works the same whether this stack runs Traefik or
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 ENTRYPOINT = "websecure"
 
@@ -36,22 +37,36 @@ def headers_middleware(router: str) -> str:
     return f"{_router_id(router)}-headers"
 
 
+# Every host no other router claims (Traefik v3 regexp syntax); pair it with the lowest priority.
+CATCH_ALL = "HostRegexp(`.+`)"
+
+
 def router_labels(
     router: str,
     *,
-    hostname: str,
+    hostname: str | Sequence[str] = (),
     port: int,
     network: str,
     cert_resolver: str,
     extra_middlewares: tuple[str, ...] = (),
+    rule: str | None = None,
+    priority: int | None = None,
 ) -> dict[str, str]:
-    """Labels that publish one container at https://<hostname> through Traefik."""
+    """Labels that publish one container at https://<hostname> (one name or several) through Traefik.
+
+    `rule` replaces the Host rule (e.g. CATCH_ALL); `priority` orders overlapping routers (Traefik's
+    default is the rule's length, higher wins). A rule that names no host gives the resolver nothing to ask
+    a certificate for: such a router is served Traefik's default certificate.
+    """
     r = _router_id(router)
     headers = headers_middleware(r)
+    hostnames = [hostname] if isinstance(hostname, str) else list(hostname)
+    if bool(hostnames) == (rule is not None):
+        raise ValueError(f"router {r}: give the hostname(s) or a rule, not both")
     labels = {
         "traefik.enable": "true",
         "traefik.docker.network": network,
-        f"traefik.http.routers.{r}.rule": f"Host(`{hostname}`)",
+        f"traefik.http.routers.{r}.rule": rule or " || ".join(f"Host(`{h}`)" for h in hostnames),
         f"traefik.http.routers.{r}.entrypoints": ENTRYPOINT,
         f"traefik.http.routers.{r}.tls": "true",
         f"traefik.http.routers.{r}.tls.certresolver": cert_resolver,
@@ -59,6 +74,8 @@ def router_labels(
         f"traefik.http.routers.{r}.middlewares": ",".join((f"{headers}@docker", *extra_middlewares)),
         f"traefik.http.services.{r}.loadbalancer.server.port": str(port),
     }
+    if priority is not None:
+        labels[f"traefik.http.routers.{r}.priority"] = str(priority)
     labels.update({f"traefik.http.middlewares.{headers}.headers.{k}": v for k, v in SECURITY_HEADERS.items()})
     return labels
 

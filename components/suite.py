@@ -10,11 +10,19 @@ from typing import Any
 
 import pulumi
 
+from components.agent import Agent
+from components.backup import BackupRepository, BackupSchedule
+from components.chat import Chat
 from components.config import SuiteConfig
 from components.container import Images
 from components.deployment import Deployment
 from components.edge import Edge, Networks
+from components.flow import Flow
 from components.host import Host
+from components.hub import Hub
+from components.outputs import secret_commands
+from components.portal import Portal
+from components.verify import Verify
 from components.versions import tag_of
 
 
@@ -34,10 +42,29 @@ class Suite(pulumi.ComponentResource):
         )
         self.edge = Edge("edge", d, opts=pulumi.ResourceOptions(parent=self)) if config.runs_traefik else None
         # Backups (when on) install d.pre_update_hook here, before the services ask for it.
+        self.backup = (
+            BackupRepository("backup", d, opts=pulumi.ResourceOptions(parent=self)) if config.backup.enabled else None
+        )
 
         self.services: dict[str, Any] = {}
         for service in config.services:
             self.services[service] = SERVICE_COMPONENTS[service](service, d, opts=pulumi.ResourceOptions(parent=self))
+        # The schedule reads what the services registered; the initial backup waits for them to be up.
+        deployed = [*self.services.values(), *([self.edge] if self.edge is not None else [])]
+        self.backup_schedule = (
+            BackupSchedule("backup-schedule", d, self.backup, deployed, opts=pulumi.ResourceOptions(parent=self))
+            if self.backup is not None
+            else None
+        )
+        # The client's portal (with this stack's own Traefik), then the probe of every endpoint, which waits
+        # for everything above it.
+        child = pulumi.ResourceOptions(parent=self)
+        self.portal = Portal("portal", d, opts=child) if config.runs_traefik else None
+        self.verify = (
+            Verify("verify", d, services=self.services, edge=self.edge, portal=self.portal, opts=child)
+            if config.verify.enabled
+            else None
+        )
 
         self.outputs = self._outputs()
         self.register_outputs({})
@@ -52,12 +79,21 @@ class Suite(pulumi.ComponentResource):
             "versions": {key: tag_of(cfg.pin(key)) for key in sorted(self.deployment.images.used())},
             "memoryBudgetMb": cfg.memory_budget_mb(),
             "hostMemoryMb": cfg.host.memory_mb,
+            "cpuBudget": round(cfg.cpu_budget(), 2),
+            "hostCpus": cfg.host.cpus,
         }
+        if self.portal is not None:
+            out["portal"] = {"url": self.portal.url, "hostnames": cfg.portal_hostnames}
+        if self.verify is not None:
+            out["verification"] = {"endpoints": self.verify.endpoints, "lastRun": self.verify.results}
         if self.edge is not None and self.edge.dashboard_url:
             out["traefikDashboard"] = {"url": self.edge.dashboard_url, "user": "admin",
                                        "password": self.edge.dashboard_password}
         for name, component in self.services.items():
             out[name] = component.outputs
+        if self.backup_schedule is not None:
+            out["backup"] = self.backup_schedule.outputs
+        out["secretCommands"] = secret_commands(out)
         return out
 
 
@@ -69,4 +105,8 @@ def deploy(config: SuiteConfig) -> Suite:
 
 # Service name -> its component class. Each takes (name, deployment, opts) and exposes `.outputs` (a dict).
 SERVICE_COMPONENTS: dict[str, Any] = {
+    "agent": Agent,
+    "chat": Chat,
+    "flow": Flow,
+    "hub": Hub,
 }

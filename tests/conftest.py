@@ -18,14 +18,31 @@ BASE_STACK: dict[str, Any] = {
     "timezone": "America/Argentina/Buenos_Aires",
     "acmeEmail": "ops@clientea.com",
     "host": {"memoryMb": 16384, "cpus": 8},
+    # Backups are on by default; a local repository needs no credentials (tests/test_backup.py covers B2).
+    "backup": {"repository": "/srv/backups/clientea"},
+}
+
+# What a service needs in its own section before it can be deployed, added when the stack enables it.
+# `secure:` leaves stand for `pulumi config set --secret` values (the harness turns them into placeholders).
+SERVICE_STACK: dict[str, dict[str, Any]] = {
+    "hub": {"hub": {"country": "AR"}},
+    "chat": {"chat": {"adminEmail": "soporte@clientea.com"}},
+    "agent": {
+        "agent": {
+            "model": "anthropic/claude-sonnet-4-5",
+            "providerKeys": {"anthropic": {"secure": "v1:test:anthropic"}},
+        }
+    },
 }
 
 PlanFn = Callable[..., harness.Plan]
 
 
 def make_stack(services: list[str] | tuple[str, ...], **overrides: Any) -> harness.StackConfig:
-    """A stack from BASE_STACK; `overrides` replace top-level keys (value None removes one)."""
-    config = {**BASE_STACK, "services": list(services), **overrides}
+    """A stack from BASE_STACK and each enabled service's SERVICE_STACK; `overrides` replace top-level keys
+    (value None removes one)."""
+    needed = {k: v for s in services for k, v in SERVICE_STACK.get(s, {}).items()}
+    config = {**BASE_STACK, **needed, "services": list(services), **overrides}
     return harness.stack_config("test", {k: v for k, v in config.items() if v is not None})
 
 

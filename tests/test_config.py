@@ -9,36 +9,26 @@ import pytest
 
 from components import config
 from components.config import ConfigError, parse
-from tests.conftest import BASE_STACK
+from tests.conftest import make_stack
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5wH6nJ8o2b9ZbqfZ3sK7kQd4GmXr0yLh1N2p3Q4r5S6"
 
 
+def stack(services: Any = ("hub",), **overrides: Any) -> tuple[dict[str, str], frozenset[str]]:
+    """Stack config as the engine hands it to the program (text; objects as JSON), and its secret keys."""
+    made = make_stack(list(services), **overrides)
+    values = {k.removeprefix("versatilehub:"): v for k, v in made.values.items()}
+    return values, frozenset(k.removeprefix("versatilehub:") for k in made.secret_keys)
+
+
 def raw(services: Any = ("hub",), **overrides: Any) -> dict[str, str]:
-    """Stack config as the engine hands it to the program: text, objects as JSON."""
-    values = {
-        **BASE_STACK,
-        "services": services if isinstance(services, str) else list(services),
-        **overrides,
-    }
-    return {
-        k: (
-            json.dumps(v)
-            if isinstance(v, (dict, list))
-            else str(v).lower()
-            if isinstance(v, bool)
-            else str(v)
-        )
-        for k, v in values.items()
-        if v is not None
-    }
+    return stack(services, **overrides)[0]
 
 
-def problems(
-    services: Any = ("hub",), secret_keys: frozenset[str] = frozenset(), **overrides: Any
-) -> list[str]:
+def problems(services: Any = ("hub",), secret_keys: frozenset[str] = frozenset(), **overrides: Any) -> list[str]:
+    values, secrets = stack(services, **overrides)
     with pytest.raises(ConfigError) as info:
-        parse(raw(services, **overrides), secret_keys)
+        parse(values, secrets | secret_keys)
     for line in info.value.problems:
         assert "\n" not in line and "Traceback" not in line
     return info.value.problems
@@ -61,7 +51,9 @@ def test_a_valid_stack_parses_with_documented_defaults() -> None:
 
 
 def test_services_accept_a_comma_list_as_typed_on_the_command_line() -> None:
-    assert parse(raw("hub, chat")).services == ["hub", "chat"]
+    values = raw(["hub", "chat"])
+    values["services"] = "hub, chat"
+    assert parse(values).services == ["hub", "chat"]
 
 
 def test_missing_required_key_names_it_and_the_command() -> None:

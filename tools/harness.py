@@ -225,8 +225,8 @@ class Recorder(mocks.Mocks):
                 "driver": "bridge",
                 "internal": False,
                 "ipamConfigs": [{"subnet": _subnet(name), "gateway": ""}],
-            }, None
-        return {}, None
+            }, []  # no check failures (the SDK iterates this list)
+        return {}, []
 
 
 @dataclass
@@ -334,7 +334,8 @@ class Plan:
                     "inputs": masked(r.inputs),
                     "options": r.options,
                 }
-                for r in self.resources
+                # By URN (children under their component): registrations arrive in no fixed order.
+                for r in sorted(self.resources, key=lambda r: r.urn)
             ],
             "outputs": masked(self.outputs),
         }

@@ -67,10 +67,13 @@ def table(plan: harness.Plan) -> str:
     total = sum(int(harness.plain(c.inputs).get("memory", 0)) for c in containers)
     host = outputs.get("hostMemoryMb")
     budget = f" of {host} MB host RAM ({100 * total / host:.0f}%)" if host else ""
+    cpus = sum(float(harness.plain(c.inputs).get("cpus", 0)) for c in containers)
+    cores = outputs.get("hostCpus")
+    cpu_budget = f" of {cores:g} cores ({100 * cpus / cores:.0f}%)" if cores else ""
     lines += [
         "",
         f"stack {plan.stack}: {len(plan.resources)} resources, {len(containers)} containers, "
-        f"memory limits {total} MB{budget}",
+        f"memory limits {total} MB{budget}, CPU limits {cpus:.2f}{cpu_budget}",
         "(offline plan under Pulumi's mock runtime: not `pulumi preview`, no diff against the server)",
     ]
     return "\n".join(lines)

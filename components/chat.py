@@ -1,0 +1,436 @@
+"""Chat: Chatwoot at chat.<domain>, with Sidekiq, Postgres (pgvector) and Redis, prepared and bootstrapped.
+
+Four containers on the Chat internal network:
+
+- ``chat-rails``: the dashboard, the API, the widget and ActionCable websockets on :3000, the only port
+  Traefik reaches;
+- ``chat-sidekiq``: background jobs (mail, webhooks, channel APIs): on the client's shared network as well,
+  for its route out;
+- ``chat-postgres``: pgvector's Postgres (Chatwoot 4 needs the extension), reachable by Chat alone;
+- ``chat-redis``: Sidekiq's queues, ActionCable and Chatwoot's flags, behind a password.
+
+Data under the data root: ``chat/postgres``, ``chat/redis`` and ``chat/storage`` (uploads, Active Storage's
+local disk at ``/app/storage``). Backups take a ``pg_dump`` of the database and the storage files.
+
+No browser step. Before Rails or Sidekiq start, two one-off containers of the pinned image run on the Chat
+network: ``db:chatwoot_prepare`` (schema and seeds on an empty database, migrations otherwise; again after
+every version change, after the pre-update snapshot), then a ``rails runner`` that creates the first super
+admin and account (what the onboarding page does) unless that login exists, optionally the website inbox,
+and closes the onboarding page, so no visitor can claim the installation. Sign-up stays closed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from email.utils import formataddr
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+
+from components.config import secret
+from components.container import LABEL_PREFIX, Attach, Healthcheck
+from components.deployment import DatabaseDump, Deployment, FileSet
+from components.storage import DataDir
+from components.versions import tag_of
+
+SERVICE = "chat"
+RAILS_PORT = 3000
+POSTGRES_UID = "999:999"  # `postgres` in pgvector's (Debian) Postgres image
+REDIS_UID = "999:1000"  # `redis` in the Alpine Redis image
+APP_OWNER = "0:0"  # Chatwoot runs as root: see ROOT_REASON
+POSTGRES_ALIAS = "postgres"  # names on the Chat internal network
+REDIS_ALIAS = "redis"
+DB_NAME = DB_USER = "chatwoot"
+PGDATA = "/var/lib/postgresql/data"
+STORAGE = "/app/storage"
+
+ROOT_REASON = (
+    "the Chatwoot image declares no USER and its files belong to root; it runs with every capability "
+    "dropped and no-new-privileges, so this root cannot chown, bypass file modes or gain privileges"
+)
+# What Rails writes besides /app/storage: tmp/ (pid file, bootsnap cache), log/ (unused with logs on stdout,
+# kept writable for gems that open it) and /tmp (uploads being received, image variants being made).
+APP_TMPFS = {
+    "/tmp": "rw,noexec,nosuid,nodev,size=256m",
+    "/app/tmp": "rw,noexec,nosuid,nodev,size=64m",
+    "/app/log": "rw,noexec,nosuid,nodev,size=16m",
+}
+
+# Runs in a one-off container with the app's environment (a Rails boot: the database and Redis must be up).
+# The password arrives in the environment only. Idempotent: an existing login is left as it is.
+BOOTSTRAP = """\
+email = ENV.fetch("BOOTSTRAP_ADMIN_EMAIL").downcase
+user = User.find_by(email: email)
+if user
+  puts "Chat: #{email} exists, left as it is"
+else
+  user = I18n.with_locale(ENV.fetch("DEFAULT_LOCALE")) do
+    AccountBuilder.new(
+      account_name: ENV.fetch("BOOTSTRAP_ACCOUNT_NAME"),
+      user_full_name: ENV.fetch("BOOTSTRAP_ADMIN_NAME"),
+      email: email,
+      user_password: ENV.fetch("BOOTSTRAP_ADMIN_PASSWORD"),
+      super_admin: true,
+      confirmed: true
+    ).perform.first
+  end
+  puts "Chat: created super admin #{email} and its account"
+end
+site = ENV.fetch("BOOTSTRAP_WEBSITE_URL", "")
+unless site.empty?
+  account = user.accounts.order(:id).first
+  abort "Chat: #{email} belongs to no account, so the website inbox has nowhere to go" unless account
+  inbox = account.inboxes.where(channel_type: "Channel::WebWidget").find { |i| i.channel.website_url == site }
+  inbox ||= ActiveRecord::Base.transaction do
+    widget = Channel::WebWidget.create!(account: account, website_url: site)
+    account.inboxes.create!(name: ENV.fetch("BOOTSTRAP_WEBSITE_NAME"), channel: widget)
+  end
+  InboxMember.find_or_create_by!(inbox: inbox, user: user)
+  puts "Chat: website inbox for #{site} ready"
+end
+Redis::Alfred.delete(Redis::Alfred::CHATWOOT_INSTALLATION_ONBOARDING)
+"""
+
+
+class Chat(pulumi.ComponentResource):
+    """Chatwoot, its workers, database and Redis for one client."""
+
+    outputs: dict[str, Any]
+
+    def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("versatilehub:chat:Chat", name, None, opts)
+        cfg = d.config
+        chat = cfg.chat
+        assert chat.admin_email is not None, "config: chat.adminEmail is required with chat"
+        admin_email = chat.admin_email.lower()  # as Chatwoot stores logins
+        child = pulumi.ResourceOptions(parent=self)
+        # Replacing these would make what Chatwoot encrypted unreadable (MFA secrets, channel and SMTP
+        # credentials): protected, like the data. Retiring a client starts with `pulumi state unprotect`.
+        kept = pulumi.ResourceOptions(parent=self, protect=True)
+
+        internal = d.network(parent=self, service=SERVICE)
+        data = d.data_dirs(
+            parent=self,
+            service=SERVICE,
+            dirs=[
+                DataDir("postgres", owner=POSTGRES_UID, mode="0700"),
+                DataDir("redis", owner=REDIS_UID, mode="0750"),
+                DataDir("storage", owner=APP_OWNER, mode="0750"),
+            ],
+        )
+        postgres_name = f"{cfg.client}-{SERVICE}-postgres"
+        d.backup_sources.append(
+            DatabaseDump(SERVICE, "postgres", postgres_name, DB_NAME, DB_USER, "POSTGRES_PASSWORD")
+        )
+        d.backup_sources.append(FileSet(SERVICE, data.locations["storage"]))
+
+        # Alphanumeric: safe in a DSN or a redis:// URL, in environment files and shell assignments alike.
+        db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
+        redis_password = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
+        # `rake secret`'s shape: 128 hex characters (Chatwoot asks for an alphanumeric SECRET_KEY_BASE).
+        secret_key_base = random.RandomBytes(f"{name}-secret-key-base", length=64, opts=child)
+        # What `rails db:encryption:init` makes: 32 alphanumeric characters each.
+        encryption = {
+            key: random.RandomPassword(f"{name}-{suffix}", length=32, special=False, opts=kept)
+            for key, suffix in [
+                ("ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY", "encryption-primary-key"),
+                ("ACTIVE_RECORD_ENCRYPTION_DETERMINISTIC_KEY", "encryption-deterministic-key"),
+                ("ACTIVE_RECORD_ENCRYPTION_KEY_DERIVATION_SALT", "encryption-key-derivation-salt"),
+            ]
+        }
+        # Chatwoot's password rules: an upper- and a lower-case letter, a digit and one of its symbols.
+        admin_password = random.RandomPassword(
+            f"{name}-admin-password",
+            length=32,
+            override_special="!#%*+-=_",
+            min_upper=2,
+            min_lower=2,
+            min_numeric=2,
+            min_special=2,
+            opts=child,
+        )
+
+        # A new Chatwoot (its migrations) or Postgres waits for the snapshot of the old one.
+        chatwoot_ref = cfg.pin("chatwoot")
+        upgrade = d.pre_update_backup(
+            parent=self, service=SERVICE, versions=[chatwoot_ref, cfg.pin("pgvector")]
+        )
+
+        postgres = d.container(
+            parent=self,
+            service=SERVICE,
+            role="postgres",
+            image="pgvector",
+            user=POSTGRES_UID,
+            # The image makes POSTGRES_USER a superuser, which Chatwoot's schema needs: it enables extensions
+            # (vector, pg_trgm, pgcrypto, pg_stat_statements). Only Chat's own containers reach this server.
+            envs={
+                "POSTGRES_USER": DB_USER,
+                "POSTGRES_DB": DB_NAME,
+                "POSTGRES_PASSWORD": db_password.result,
+                "PGDATA": PGDATA,
+            },
+            mounts=[data.mount("postgres", PGDATA)],
+            # The server's socket and lock file: world-writable with the sticky bit, as in the image.
+            tmpfs={
+                "/var/run/postgresql": "rw,noexec,nosuid,nodev,mode=1777,size=8m",
+                "/tmp": "rw,noexec,nosuid,nodev,size=64m",
+            },
+            networks=[Attach(internal.name, aliases=(POSTGRES_ALIAS,))],
+            # Over TCP: the first-start server listens on the socket only, so this waits for the real one.
+            healthcheck=Healthcheck(
+                ["pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME], interval="10s"
+            ),
+            wait_healthy=True,
+            depends_on=[*data.ready, *upgrade],
+        )
+
+        # Redis keeps at most 3/4 of its limit (the rest is for the AOF rewrite's fork) and never evicts:
+        # evicting would drop queued jobs. The password goes in on stdin, not on redis-server's command line.
+        redis_max_mb = cfg.limits(f"{SERVICE}-redis").memory_mb * 3 // 4
+        redis = d.container(
+            parent=self,
+            service=SERVICE,
+            role="redis",
+            image="chatRedis",
+            user=REDIS_UID,
+            entrypoint=["sh", "-c"],
+            command=[
+                "exec redis-server - --dir /data --appendonly yes "
+                f"--maxmemory {redis_max_mb}mb --maxmemory-policy noeviction <<EOF\n"
+                "requirepass $REDIS_PASSWORD\n"
+                "EOF\n"
+            ],
+            envs={"REDIS_PASSWORD": redis_password.result},
+            mounts=[data.mount("redis", "/data")],
+            networks=[Attach(internal.name, aliases=(REDIS_ALIAS,))],
+            # REDISCLI_AUTH keeps the password off redis-cli's command line too.
+            healthcheck=Healthcheck(
+                ['REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'], shell=True, interval="10s"
+            ),
+            wait_healthy=True,
+            depends_on=data.ready,
+        )
+
+        exposure = d.expose(SERVICE, "rails", RAILS_PORT)
+        url = exposure.url
+        app_env: dict[str, pulumi.Input[str]] = {
+            "RAILS_ENV": "production",
+            "NODE_ENV": "production",
+            "INSTALLATION_ENV": "docker",
+            "RAILS_LOG_TO_STDOUT": "true",
+            "LOG_LEVEL": "info",
+            # Links in mail, the widget's script, OAuth callbacks. TLS ends at Traefik, which sends
+            # X-Forwarded-Proto; so FORCE_SSL stays off and the health probe can use plain HTTP.
+            "FRONTEND_URL": url,
+            "DEFAULT_LOCALE": chat.locale,
+            "ENABLE_ACCOUNT_SIGNUP": "false",
+            # Explicit: Chatwoot's production defaults (chatwoot_production, chatwoot_prod) name another DB.
+            "POSTGRES_HOST": POSTGRES_ALIAS,
+            "POSTGRES_PORT": "5432",
+            "POSTGRES_DATABASE": DB_NAME,
+            "POSTGRES_USERNAME": DB_USER,
+            "REDIS_URL": f"redis://{REDIS_ALIAS}:6379",
+            "ACTIVE_STORAGE_SERVICE": "local",
+        }
+        app_secrets: dict[str, pulumi.Input[str]] = {
+            "SECRET_KEY_BASE": secret_key_base.hex,
+            "POSTGRES_PASSWORD": db_password.result,
+            "REDIS_PASSWORD": redis_password.result,
+            **{key: password.result for key, password in encryption.items()},
+        }
+        smtp = chat.smtp
+        if smtp.address is not None:
+            assert smtp.sender is not None, "config: smtp.sender comes with smtp.address"
+            app_env |= {
+                "MAILER_SENDER_EMAIL": formataddr((cfg.company, smtp.sender)),
+                "SMTP_ADDRESS": smtp.address,
+                "SMTP_PORT": str(smtp.port),
+                "SMTP_DOMAIN": cfg.domain,
+                "SMTP_ENABLE_STARTTLS_AUTO": "true",
+                "SMTP_OPENSSL_VERIFY_MODE": "peer",
+            }
+            if smtp.username is not None and smtp.password is not None:
+                app_env |= {"SMTP_USERNAME": smtp.username, "SMTP_AUTHENTICATION": smtp.authentication}
+                app_secrets["SMTP_PASSWORD"] = secret(smtp.password)
+
+        chatwoot = d.images.get("chatwoot")
+        one_off = _OneOff(
+            d,
+            parent=self,
+            image_id=chatwoot.image_id,
+            network=internal.name,
+            env={"TZ": cfg.timezone, **app_env},
+            secret_env=app_secrets,
+        )
+        prepare = one_off.run(
+            "prepare",
+            ["bundle", "exec", "rails", "db:chatwoot_prepare"],
+            # Once per version: the schema (first deploy) or the migrations (upgrades).
+            triggers=[chatwoot_ref],
+            depends_on=[postgres, redis, chatwoot, *upgrade],
+        )
+        bootstrap_env = {
+            "BOOTSTRAP_ADMIN_EMAIL": admin_email,
+            "BOOTSTRAP_ADMIN_NAME": chat.admin_name,
+            "BOOTSTRAP_ACCOUNT_NAME": cfg.company,
+        }
+        if chat.website_inbox:
+            bootstrap_env["BOOTSTRAP_WEBSITE_URL"] = chat.website_inbox
+            bootstrap_env["BOOTSTRAP_WEBSITE_NAME"] = chat.website_inbox.removeprefix("https://")
+        bootstrap = one_off.run(
+            "bootstrap",
+            ["bundle", "exec", "rails", "runner", BOOTSTRAP],
+            extra_env=bootstrap_env,
+            extra_secrets={"BOOTSTRAP_ADMIN_PASSWORD": admin_password.result},
+            # A new login or website; and after every prepare, so a database seeded anew never keeps the
+            # onboarding page open.
+            triggers=[chatwoot_ref, admin_email, chat.website_inbox or ""],
+            depends_on=[prepare],
+        )
+
+        app: dict[str, Any] = {
+            "parent": self,
+            "service": SERVICE,
+            "image": "chatwoot",
+            "user": None,
+            "root_reason": ROOT_REASON,
+            "envs": {**app_env, **app_secrets},
+            "mounts": [data.mount("storage", STORAGE)],
+            "tmpfs": APP_TMPFS,
+        }
+        rails_networks = [*exposure.networks, Attach(internal.name, aliases=("rails",))]
+        if not cfg.routed:
+            # An internal network can neither publish the loopback port nor reach the channels' APIs.
+            rails_networks.insert(0, Attach(d.shared_network))
+        self.rails = d.container(
+            role="rails",
+            # No upstream entrypoint: it waits for Postgres and runs `bundle install`, both done before this
+            # starts; its stale-pid cleanup is moot with tmp/ on a tmpfs.
+            command=["bundle", "exec", "rails", "s", "-p", str(RAILS_PORT), "-b", "0.0.0.0"],
+            networks=rails_networks,
+            labels=exposure.labels,
+            ports=exposure.ports,
+            # /api answers unauthenticated with the version; the image has busybox wget, not curl.
+            healthcheck=Healthcheck(
+                ["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{RAILS_PORT}/api"],
+                timeout="10s",
+                retries=5,
+                start_period="180s",
+            ),
+            wait_healthy=True,
+            wait_timeout=600,
+            depends_on=[bootstrap, *data.ready, *upgrade],
+            **app,
+        )
+        self.sidekiq = d.container(
+            role="sidekiq",
+            command=["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
+            # Mail, webhooks and channel APIs need a route out: the client's shared network gives one.
+            networks=[Attach(internal.name), Attach(d.shared_network)],
+            # Sidekiq serves no port. Once booted it titles its process `sidekiq <version> <tag> [n of m
+            # busy]` (and adds `stopping` while it shuts down).
+            healthcheck=Healthcheck(
+                ["grep -q '^sidekiq .*busy]' /proc/1/cmdline && ! grep -q stopping /proc/1/cmdline"],
+                shell=True,
+                start_period="180s",
+            ),
+            depends_on=[bootstrap, *data.ready, *upgrade],
+            **app,
+        )
+
+        self.outputs = {
+            "url": url,
+            "adminEmail": admin_email,
+            # The first password: a change made in Chatwoot afterwards is not reflected here.
+            "adminPassword": admin_password.result,
+            # Without them a restored database's encrypted columns are unreadable: keep them with the backups.
+            "encryptionKeys": pulumi.Output.secret(
+                pulumi.Output.all(**{key: password.result for key, password in encryption.items()})
+            ),
+            "version": tag_of(chatwoot_ref),
+            # For the post-deploy probe: no login; "ok" only once Rails reaches Redis with its password.
+            "healthPath": "/api",
+            "healthBody": '"queue_services":"ok"',
+        }
+        self.register_outputs(self.outputs)
+
+
+class _OneOff:
+    """A host step: `docker run --rm` of the Chatwoot image on the Chat network, with the app's environment.
+
+    Values reach `docker run` by name (`-e NAME`) from the step's environment, so none is in the script.
+    The container is as hardened as the app's and named `<client>-chat-<role>`: a second run of the same
+    step while one is still going fails on the name instead of migrating twice at once.
+    """
+
+    def __init__(
+        self,
+        d: Deployment,
+        *,
+        parent: pulumi.Resource,
+        image_id: pulumi.Input[str],
+        network: pulumi.Input[str],
+        env: Mapping[str, pulumi.Input[str]],
+        secret_env: Mapping[str, pulumi.Input[str]],
+    ):
+        self._d = d
+        self._parent = parent
+        self._env = dict(env)
+        self._secret_env = dict(secret_env)
+        # The script's own inputs, not forwarded into the container.
+        self._control = {"VH_CHAT_IMAGE": image_id, "VH_CHAT_NETWORK": network}
+
+    def run(
+        self,
+        role: str,
+        command: Sequence[str],
+        *,
+        triggers: Sequence[pulumi.Input[str]],
+        depends_on: Sequence[pulumi.Resource],
+        extra_env: Mapping[str, str] | None = None,
+        extra_secrets: Mapping[str, pulumi.Input[str]] | None = None,
+    ) -> pulumi.Resource:
+        cfg = self._d.config
+        env = {**self._env, **(extra_env or {})}
+        secret_env = {**self._secret_env, **(extra_secrets or {})}
+        limits = cfg.limits(f"{SERVICE}-rails")  # a Rails boot, like the app's
+        labels = {
+            f"{LABEL_PREFIX}.client": cfg.client,
+            f"{LABEL_PREFIX}.service": SERVICE,
+            f"{LABEL_PREFIX}.role": role,
+            f"{LABEL_PREFIX}.root-reason": ROOT_REASON,
+        }
+        flags = [
+            "--rm",
+            f"--name={cfg.client}-{SERVICE}-{role}",
+            f"--hostname={role}",
+            "--read-only",
+            *(f"--tmpfs={path}:{options}" for path, options in APP_TMPFS.items()),
+            "--cap-drop=ALL",
+            "--security-opt=no-new-privileges:true",
+            f"--memory={limits.memory_mb}m",
+            f"--memory-swap={limits.memory_mb}m",
+            f"--cpus={limits.cpus}",
+            *(f"--label={k}={v}" for k, v in sorted(labels.items())),
+            *(f"--env={k}" for k in sorted({**env, **secret_env})),
+        ]
+        lines = [
+            "docker run",
+            '--network="$VH_CHAT_NETWORK"',
+            *(shlex.quote(flag) for flag in flags),
+            '"$VH_CHAT_IMAGE"',
+            " ".join(shlex.quote(part) for part in command),
+        ]
+        script = " \\\n  ".join(lines) + "\n"
+        return self._d.run(
+            f"{SERVICE}-{role}",
+            script,
+            parent=self._parent,
+            env={**env, **self._control},
+            secret_env=secret_env,
+            triggers=list(triggers),
+            depends_on=list(depends_on),
+        )

@@ -1,0 +1,215 @@
+"""Flow: n8n at flow.<domain>, with its external task runner and its own Postgres.
+
+Three containers on the Flow internal network (no route out); n8n alone also joins the routed network:
+
+- ``flow-n8n``: the editor, REST API, webhooks and push on :5678 (the only port Traefik reaches), and the task
+  broker on :5679 (never published or routed: the runner connects to it with a shared token);
+- ``flow-runner``: ``n8nio/runners`` at n8n's exact version. It runs Code-node JavaScript and Python away
+  from n8n's process, database and credentials, on the internal network only, so code has no route out;
+- ``flow-postgres``: n8n's database, reachable by n8n alone.
+
+Data under the data root: ``flow/workflows`` is n8n's user folder (``/home/node/.n8n``: the instance config
+that repeats the encryption key, binary data, community nodes) and ``flow/database`` is Postgres' directory.
+
+No browser step: n8n (2.17+) creates the owner account, and resets it on every start, from
+``N8N_INSTANCE_OWNER_*`` with the bcrypt hash of a generated password, so the sign-up form is never open to
+whoever visits first. The encryption key is generated once and ``protect``-ed: replacing it would make every
+stored credential unreadable. Retiring a client on purpose starts with ``pulumi state unprotect`` on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+
+from components.container import Attach, Healthcheck
+from components.deployment import DatabaseDump, Deployment, FileSet
+from components.storage import DataDir
+from components.versions import tag_of
+
+N8N_UID = "1000:1000"  # `node` in n8nio/n8n
+RUNNER_UID = "1000:1000"  # `runner` in n8nio/runners
+POSTGRES_UID = "70:70"  # `postgres` in the Alpine postgres image
+N8N_PORT = 5678
+BROKER_PORT = 5679
+LAUNCHER_HEALTH_PORT = 5680
+N8N_ALIAS = "n8n"  # names on the Flow internal network
+POSTGRES_ALIAS = "postgres"
+DB_NAME = DB_USER = "n8n"
+USER_FOLDER = "/home/node/.n8n"
+# Explicit, so that an image whose default moved (Postgres 18 does) still finds this data, or fails loudly.
+PGDATA = "/var/lib/postgresql/data"
+
+
+def _http_ok(port: int, path: str, start_period: str = "30s") -> Healthcheck:
+    """Healthy when the URL answers 2xx (both images carry busybox wget, which fails on other statuses)."""
+    return Healthcheck(
+        ["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}"], start_period=start_period
+    )
+
+
+class Flow(pulumi.ComponentResource):
+    """n8n, its task runner and its Postgres for one client."""
+
+    outputs: dict[str, Any]
+
+    def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("versatilehub:flow:Flow", name, None, opts)
+        cfg = d.config
+        service = "flow"
+        child = pulumi.ResourceOptions(parent=self)
+
+        internal = d.network(parent=self, service=service)
+        data = d.data_dirs(
+            parent=self,
+            service=service,
+            dirs=[
+                DataDir("workflows", owner=N8N_UID, mode="0700"),
+                DataDir("database", owner=POSTGRES_UID, mode="0700"),
+            ],
+        )
+        postgres_name = f"{cfg.client}-{service}-postgres"
+        d.backup_sources.append(
+            DatabaseDump(service, "postgres", postgres_name, DB_NAME, DB_USER, "POSTGRES_PASSWORD")
+        )
+        d.backup_sources.append(FileSet(service, data.locations["workflows"]))
+
+        # Alphanumeric: these travel in environment variables and database settings, never need quoting.
+        db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
+        runner_token = random.RandomPassword(f"{name}-runner-token", length=48, special=False, opts=child)
+        # Within n8n's password rules (8-64 characters, a digit, an upper-case letter) for a later UI change.
+        owner_password = random.RandomPassword(
+            f"{name}-owner-password",
+            length=32,
+            special=False,
+            min_upper=2,
+            min_lower=2,
+            min_numeric=2,
+            opts=child,
+        )
+        # No keepers, and protected: nothing in the stack may ever regenerate it.
+        encryption_key = random.RandomBytes(
+            f"{name}-encryption-key", length=32, opts=pulumi.ResourceOptions(parent=self, protect=True)
+        )
+
+        # A new n8n (its migrations run at start) or Postgres waits for the snapshot of the old one.
+        upgrade = d.pre_update_backup(
+            parent=self, service=service, versions=[cfg.pin("n8n"), cfg.pin("flowPostgres")]
+        )
+
+        postgres = d.container(
+            parent=self,
+            service=service,
+            role="postgres",
+            image="flowPostgres",
+            user=POSTGRES_UID,
+            envs={
+                "POSTGRES_USER": DB_USER,
+                "POSTGRES_DB": DB_NAME,
+                "POSTGRES_PASSWORD": db_password.result,
+                "PGDATA": PGDATA,
+            },
+            mounts=[data.mount("database", PGDATA)],
+            # The server's socket and lock file (the image's own directory is world-writable too).
+            tmpfs={
+                "/var/run/postgresql": "rw,noexec,nosuid,nodev,mode=1777,size=8m",
+                "/tmp": "rw,noexec,nosuid,nodev,size=64m",
+            },
+            networks=[Attach(internal.name, aliases=(POSTGRES_ALIAS,))],
+            # Over TCP: the image's first-start server listens on the socket only; this awaits the real one.
+            healthcheck=Healthcheck(
+                ["pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME], interval="10s"
+            ),
+            wait_healthy=True,
+            depends_on=[*data.ready, *upgrade],
+        )
+
+        exposure = d.expose(service, "n8n", N8N_PORT)
+        url = exposure.url
+        email, first_name, last_name = cfg.flow.owner(company=cfg.company, domain=cfg.domain)
+        envs: dict[str, pulumi.Input[str]] = {
+            # Public addresses: n8n builds the editor's links, OAuth callbacks and webhook URLs from them.
+            "N8N_HOST": cfg.hostname(service) if cfg.routed else "127.0.0.1",
+            "N8N_PROTOCOL": "https" if cfg.routed else "http",
+            "N8N_EDITOR_BASE_URL": url,
+            "N8N_WEBHOOK_URL": f"{url}/",  # WEBHOOK_URL before 2.35; the pin refuses older releases
+            "N8N_SECURE_COOKIE": "true",  # browsers accept secure cookies on http://127.0.0.1 too
+            "N8N_ENCRYPTION_KEY": encryption_key.hex,
+            "GENERIC_TIMEZONE": cfg.timezone,
+            "DB_TYPE": "postgresdb",
+            "DB_POSTGRESDB_HOST": POSTGRES_ALIAS,
+            "DB_POSTGRESDB_DATABASE": DB_NAME,
+            "DB_POSTGRESDB_USER": DB_USER,
+            "DB_POSTGRESDB_PASSWORD": db_password.result,
+            # The broker binds every interface (it takes an IP address, and the internal one is not known in
+            # advance); only the runner is given the token, and the port is neither published nor routed.
+            "N8N_RUNNERS_MODE": "external",
+            "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "0.0.0.0",
+            "N8N_RUNNERS_AUTH_TOKEN": runner_token.result,
+            "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
+            "N8N_INSTANCE_OWNER_EMAIL": email,
+            "N8N_INSTANCE_OWNER_FIRST_NAME": first_name,
+            "N8N_INSTANCE_OWNER_LAST_NAME": last_name,
+            "N8N_INSTANCE_OWNER_PASSWORD_HASH": owner_password.bcrypt_hash,
+            # A client's usage is not reported to n8n; the version is the stack's to change, not a banner's.
+            "N8N_DIAGNOSTICS_ENABLED": "false",
+            "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+        }
+        if cfg.routed:
+            envs["N8N_PROXY_HOPS"] = "1"  # Traefik: trust one X-Forwarded-* hop, no more
+        networks = [*exposure.networks, Attach(internal.name, aliases=(N8N_ALIAS,))]
+        if not cfg.routed:
+            # An internal network can neither publish the loopback port nor reach the APIs workflows call.
+            networks.insert(0, Attach(d.shared_network))
+        self.n8n = d.container(
+            parent=self,
+            service=service,
+            role="n8n",
+            image="n8n",
+            user=N8N_UID,
+            envs=envs,
+            mounts=[data.mount("workflows", USER_FOLDER)],
+            # n8n writes its user folder and temporary files (uploads) only.
+            tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=256m"},
+            networks=networks,
+            labels=exposure.labels,
+            ports=exposure.ports,
+            # Ready = database connected and migrated; a first start or an upgrade migrates first: allow time.
+            healthcheck=_http_ok(N8N_PORT, "/healthz/readiness", start_period="120s"),
+            wait_healthy=True,
+            wait_timeout=600,
+            depends_on=[postgres, *data.ready, *upgrade],
+        )
+
+        self.runner = d.container(
+            parent=self,
+            service=service,
+            role="runner",
+            image="n8nRunners",
+            user=RUNNER_UID,
+            envs={
+                "N8N_RUNNERS_TASK_BROKER_URI": f"http://{N8N_ALIAS}:{BROKER_PORT}",
+                "N8N_RUNNERS_AUTH_TOKEN": runner_token.result,
+                "GENERIC_TIMEZONE": cfg.timezone,  # dates in Code-node JavaScript
+            },
+            networks=[Attach(internal.name)],
+            healthcheck=_http_ok(LAUNCHER_HEALTH_PORT, "/healthz"),
+            wait_healthy=True,
+            wait_timeout=120,
+            depends_on=[self.n8n, *upgrade],
+        )
+
+        self.outputs = {
+            "url": url,
+            "ownerEmail": email,
+            "ownerPassword": owner_password.result,
+            # Without it a restored database's credentials cannot be decrypted: keep it with the backup keys.
+            "encryptionKey": encryption_key.hex,
+            "version": tag_of(cfg.pin("n8n")),
+            # For the post-deploy probe: 200 with {"status":"ok"} once the database is connected and migrated.
+            "healthPath": "/healthz/readiness",
+            "healthBody": '"status":"ok"',
+        }
+        self.register_outputs(self.outputs)

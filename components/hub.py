@@ -1,0 +1,566 @@
+"""Hub: ERPNext on Frappe at hub.<domain> (or its configured hostname), in frappe_docker's production shape.
+
+Containers on the Hub's internal network (no route out), every Frappe process from one erpnext image
+sharing ``hub/sites``; the backend and the queue workers also join the client's shared network, their route
+out (mail, exchange rates, integrations):
+
+- ``hub-configurator``: one-shot; writes the database, Redis and socket.io addresses into
+  ``sites/common_site_config.json`` and exits. It is a container (same image, mounts, hardening and limits as
+  the processes it configures, visible to ``docker ps -a`` and the policy pack) rather than a host step; the
+  host step ``hub-configured`` turns its exit status into a dependency, since Pulumi considers a container
+  created once it starts, not once it finishes (compose's ``service_completed_successfully``).
+- ``hub-backend`` (gunicorn :8000), ``hub-websocket`` (socket.io :9000), ``hub-queue-short``,
+  ``hub-queue-long`` and ``hub-scheduler``;
+- ``hub-frontend``: nginx :8080, the only Hub container on ``web``, the one Traefik routes to;
+- ``hub-mariadb`` (11.8 LTS, utf8mb4), ``hub-redis-cache`` (memory only, LRU) and ``hub-redis-queue``
+  (append-only file under ``hub/redis-queue``).
+
+Host steps, through pulumi-command on the Docker host (each idempotent, each triggered on purpose):
+
+- ``hub-site``: ``bench new-site`` once the database is healthy and the configurator has succeeded, with the
+  database root and Administrator passwords passed through environments only (see NEW_SITE);
+- ``hub-company``: ERPNext's setup wizard, run with the stack's company, country, currency, time zone and
+  language, so the client gets a working ERPNext rather than a wizard; then the scheduler is switched on;
+- ``hub-url``: the site's public URL (``host_name``), which links in mail and background jobs use;
+- ``hub-migrate``: ``bench --site all migrate``, once per erpnext image reference, after the pre-update
+  backup and the containers running that image.
+
+Frappe commands run as ``bench`` itself would run them after dispatching (BENCH), so every Frappe container
+keeps a read-only root: the bench CLI rewrites a command cache in the bench directory on each call.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from components.container import Attach, Healthcheck
+from components.deployment import AppBackupCommand, Deployment, FileSet
+from components.storage import DataDir
+from components.versions import tag_of
+
+SERVICE = "hub"
+FRAPPE_UID = "1000:1000"  # `frappe` (useradd -u 1000) in frappe/erpnext
+MARIADB_UID = "999:999"  # `mysql`, the first system user of the mariadb image's Ubuntu base
+REDIS_UID = "999:1000"  # `redis` in redis:*-alpine (gid 1000: Alpine already has a group 999)
+
+BENCH_DIR = "/home/frappe/frappe-bench"
+SITES = f"{BENCH_DIR}/sites"
+PYTHON = f"{BENCH_DIR}/env/bin/python"
+# `bench <frappe command>` is this, run from sites/ (bench's own frappe_cmd); calling it directly skips the
+# bench CLI's command-cache rewrite, which would need a writable bench directory.
+BENCH = ("env", "-C", SITES, PYTHON, "-m", "frappe.utils.bench_helper", "frappe")
+
+BACKEND_PORT = 8000
+FRONTEND_PORT = 8080
+SOCKETIO_PORT = 9000
+MARIADB_PORT = 3306
+REDIS_PORT = 6379
+HEALTH_PATH = "/api/method/ping"
+
+# utf8mb4 throughout, as Frappe requires (frappe_docker's compose.mariadb.yaml for 11.8; the 10.6-only
+# --skip-innodb-read-only-compressed is gone with 11.8).
+MARIADB_FLAGS = (
+    "--character-set-server=utf8mb4",
+    "--collation-server=utf8mb4_unicode_ci",
+    "--skip-character-set-client-handshake",
+)
+
+# Writable places of a Frappe process on a read-only root: temporary files (uploads, PDFs, imports) and
+# the bench-wide lock files Frappe takes under config/ (e.g. around common_site_config.json).
+FRAPPE_TMPFS = {
+    "/tmp": "rw,noexec,nosuid,nodev,size=256m",
+    f"{BENCH_DIR}/config": "rw,noexec,nosuid,nodev,size=1m",
+}
+# HOME is read-only: per-user caches (fontconfig for PDFs, the headless browser's profile) go to /tmp.
+FRAPPE_CACHE_ENV = {"XDG_CACHE_HOME": "/tmp/.cache", "XDG_CONFIG_HOME": "/tmp/.config"}
+
+# What frappe_docker's configurator writes, plus chromium_path (the image's headless Chromium, for PDFs).
+CONFIGURE = f"""\
+set -eu
+cd {BENCH_DIR}
+bench() {{ {shlex.join(BENCH)} "$@"; }}
+ls -1 apps > sites/apps.txt
+bench set-config -g db_host "$DB_HOST"
+bench set-config -gp db_port "$DB_PORT"
+bench set-config -g redis_cache "redis://$REDIS_CACHE"
+bench set-config -g redis_queue "redis://$REDIS_QUEUE"
+bench set-config -g redis_socketio "redis://$REDIS_QUEUE"
+bench set-config -gp socketio_port "$SOCKETIO_PORT"
+bench set-config -g chromium_path /usr/bin/chromium-headless-shell
+"""
+
+# `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
+# the step's environment; the command line is built in memory (sys.argv), so neither appears on any
+# process's command line on the host or in the container, and they are removed from the environment
+# before Frappe starts the database clients it runs.
+NEW_SITE = """\
+import os
+import runpy
+import sys
+
+sys.argv = [
+    "bench", "frappe", "new-site", os.environ["SITE_NAME"],
+    "--db-root-username", "root",
+    "--db-root-password", os.environ.pop("DB_ROOT_PASSWORD"),
+    "--mariadb-user-host-login-scope", "%",
+    "--admin-password", os.environ.pop("ADMIN_PASSWORD"),
+    "--install-app", "erpnext",
+    "--set-default",
+]
+runpy.run_module("frappe.utils.bench_helper", run_name="__main__", alter_sys=True)
+"""
+
+# The setup wizard's own server call, with the answers from the stack. Names are resolved in the site
+# (Frappe's Country by ISO code, its Language by code) and the fiscal year is the current one.
+COMPANY = """\
+import datetime
+import json
+import os
+import sys
+
+import frappe
+from frappe.desk.page.setup_wizard.setup_wizard import setup_complete
+from frappe.geo.country_info import get_country_info
+
+want = json.loads(os.environ["HUB_COMPANY"])
+frappe.init(want["site"])
+frappe.connect()
+try:
+    if frappe.is_setup_complete():
+        print("setup already complete: the company is managed in ERPNext")
+        sys.exit(0)
+    country = frappe.db.get_value("Country", {"code": want["country"].lower()})
+    language = frappe.db.get_value("Language", want["language"], "language_name")
+    if not country:
+        sys.exit(f"hub.country {want['country']}: this ERPNext has no such country")
+    if not language:
+        sys.exit(f"hub.language {want['language']}: this ERPNext has no such language")
+    currency = want["currency"] or get_country_info(country).get("currency")
+    if not currency or not frappe.db.exists("Currency", currency):
+        sys.exit(f"hub.currency {currency}: this ERPNext has no such currency")
+    today = datetime.date.today()
+    month, day = (int(part) for part in want["fiscal_year_start"].split("-"))
+    start = datetime.date(today.year, month, day)
+    if start > today:
+        start = datetime.date(today.year - 1, month, day)
+    end = datetime.date(start.year + 1, month, day) - datetime.timedelta(days=1)
+    result = setup_complete({
+        "language": language,
+        "lang": language,
+        "country": country,
+        "timezone": want["timezone"],
+        "currency": currency,
+        "company_name": want["company"],
+        "company_abbr": want["abbr"],
+        "chart_of_accounts": want["chart_of_accounts"],
+        "fy_start_date": start.isoformat(),
+        "fy_end_date": end.isoformat(),
+    })
+    if (result or {}).get("status") != "ok":
+        sys.exit(f"ERPNext's setup wizard did not finish: {result}")
+    frappe.db.commit()
+    print(f"company {want['company']} ({want['abbr']}): {country}, {currency}, fiscal year from {start}")
+finally:
+    frappe.destroy()
+"""
+
+
+def _container_name(client: str, role: str) -> str:
+    return f"{client}-{SERVICE}-{role}"
+
+
+class Hub(pulumi.ComponentResource):
+    """ERPNext for one client: Frappe's processes, MariaDB, two Redis, the site and its company."""
+
+    outputs: dict[str, Any]
+
+    def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("versatilehub:hub:Hub", name, None, opts)
+        cfg = d.config
+        hub = cfg.hub
+        child = pulumi.ResourceOptions(parent=self)
+        hostname = cfg.hostname(SERVICE)
+        site = hub.site(hostname)
+        erpnext_ref = cfg.pin("erpnext")
+        # Peers are addressed by container name: unique on the host, so never ambiguous for the frontend,
+        # which also sits on `web` with every other client's front containers.
+        backend, websocket, mariadb_host, cache_host, queue_host = (
+            _container_name(cfg.client, role)
+            for role in ("backend", "websocket", "mariadb", "redis-cache", "redis-queue")
+        )
+
+        internal = d.network(parent=self, service=SERVICE)
+        on_internal = [Attach(internal.name)]
+        # Mail, exchange rates and integrations need a route out: the client's shared network gives one to
+        # the processes that make those calls (web requests and background jobs); the rest stay internal.
+        with_egress = [*on_internal, Attach(d.shared_network)]
+        data = d.data_dirs(
+            parent=self,
+            service=SERVICE,
+            dirs=[
+                DataDir("mariadb", owner=MARIADB_UID, mode="0700"),
+                DataDir("mariadb-tmp", owner=MARIADB_UID, mode="0700"),
+                DataDir("sites", owner=FRAPPE_UID),
+                DataDir("logs", owner=FRAPPE_UID),
+                DataDir("redis-queue", owner=REDIS_UID, mode="0700"),
+            ],
+        )
+        sites_mount = data.mount("sites", SITES)
+        frappe_mounts = [sites_mount, data.mount("logs", f"{BENCH_DIR}/logs")]
+
+        # Alphanumeric: the root password passes through Frappe's DSN handling; people type the admin one.
+        db_root_password = random.RandomPassword(
+            f"{name}-db-root-password", length=32, special=False, opts=child
+        )
+        admin_password = random.RandomPassword(f"{name}-admin-password", length=32, special=False, opts=child)
+
+        # A new ERPNext (migrated below) or MariaDB (upgraded in place at start) waits for the snapshot.
+        upgrade = d.pre_update_backup(
+            parent=self, service=SERVICE, versions=[erpnext_ref, cfg.pin("mariadb")]
+        )
+
+        self.mariadb = d.container(
+            parent=self,
+            service=SERVICE,
+            role="mariadb",
+            image="mariadb",
+            user=MARIADB_UID,
+            command=list(MARIADB_FLAGS),
+            envs={
+                "MARIADB_ROOT_PASSWORD": db_root_password.result,
+                # A new image upgrades the system tables of the existing data directory on its first start.
+                "MARIADB_AUTO_UPGRADE": "1",
+            },
+            mounts=[
+                data.mount("mariadb", "/var/lib/mysql"),
+                # tmpdir on disk: large reports' temporary tables and the sort files of a migration's
+                # ALTER TABLE outgrow any tmpfs that fits in the container's memory.
+                data.mount("mariadb-tmp", "/tmp"),
+            ],
+            # The server's socket and pid file; world-writable with the sticky bit, as in the image.
+            tmpfs={"/run/mysqld": "rw,noexec,nosuid,nodev,mode=1777,size=8m"},
+            networks=on_internal,
+            healthcheck=Healthcheck(
+                ["healthcheck.sh", "--connect", "--innodb_initialized"],
+                interval="5s",
+                timeout="5s",
+                retries=5,
+                start_period="60s",  # a first start initialises the data directory and loads time zones
+            ),
+            wait_healthy=True,
+            depends_on=[*data.ready, *upgrade],
+        )
+
+        # The image's entrypoint loads Redis 8's modules (search, JSON, ...); Frappe needs none, so
+        # redis-server starts directly (the container is non-root already: nothing to drop).
+        cache_memory = cfg.limits(f"{SERVICE}-redis-cache").memory_mb
+        self.redis_cache = d.container(
+            parent=self,
+            service=SERVICE,
+            role="redis-cache",
+            image="hubRedis",
+            user=REDIS_UID,
+            entrypoint=["redis-server"],
+            command=[
+                # A cache: evict the least recently used keys before the container's limit is reached.
+                "--maxmemory",
+                f"{cache_memory * 3 // 4}mb",
+                "--maxmemory-policy",
+                "allkeys-lru",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            tmpfs={"/data": "rw,noexec,nosuid,nodev,size=1m"},  # the image's VOLUME, unused
+            networks=on_internal,
+            healthcheck=Healthcheck(["redis-cli ping | grep -q PONG"], shell=True, interval="10s"),
+        )
+        self.redis_queue = d.container(
+            parent=self,
+            service=SERVICE,
+            role="redis-queue",
+            image="hubRedis",
+            user=REDIS_UID,
+            entrypoint=["redis-server"],
+            # Background jobs survive a restart: every write goes to the append-only file (fsync each second).
+            command=["--appendonly", "yes", "--dir", "/data"],
+            mounts=[data.mount("redis-queue", "/data")],
+            networks=on_internal,
+            healthcheck=Healthcheck(["redis-cli ping | grep -q PONG"], shell=True, interval="10s"),
+            depends_on=data.ready,
+        )
+
+        self.configurator = d.container(
+            parent=self,
+            service=SERVICE,
+            role="configurator",
+            image="erpnext",
+            user=FRAPPE_UID,
+            entrypoint=["bash", "-c"],
+            command=[CONFIGURE],
+            envs={
+                "DB_HOST": mariadb_host,
+                "DB_PORT": str(MARIADB_PORT),
+                "REDIS_CACHE": f"{cache_host}:{REDIS_PORT}",
+                "REDIS_QUEUE": f"{queue_host}:{REDIS_PORT}",
+                "SOCKETIO_PORT": str(SOCKETIO_PORT),
+            },
+            mounts=frappe_mounts,
+            tmpfs=FRAPPE_TMPFS,
+            networks=on_internal,
+            restart="no",
+            must_run=False,
+            healthcheck=None,
+            no_healthcheck_reason="one-shot: writes common_site_config.json, exits; hub-configured checks it",
+            depends_on=[*data.ready, *upgrade],
+        )
+        configurator_name = _container_name(cfg.client, "configurator")
+        configured = d.run(
+            f"{name}-configured",
+            f"name={shlex.quote(configurator_name)}\n"
+            'code=$(docker wait "$name")\n'
+            'if [ "$code" != 0 ]; then\n'
+            '  echo "$name exited with status $code; its last lines:" >&2\n'
+            '  docker logs --tail 40 "$name" >&2\n'
+            "  exit 1\n"
+            "fi\n"
+            'echo "$name wrote common_site_config.json"\n',
+            parent=self,
+            triggers=[self.configurator.id],  # a new configurator (new image or settings) is waited for again
+            depends_on=[self.configurator],
+        )
+
+        frappe_ready = [configured, self.mariadb, self.redis_cache, self.redis_queue, *upgrade]
+
+        def frappe_process(
+            role: str,
+            *,
+            command: list[str] | None,
+            healthcheck: Healthcheck | None,
+            no_healthcheck_reason: str | None = None,
+            envs: Mapping[str, pulumi.Input[str]] | None = None,
+            egress: bool = False,
+        ) -> docker.Container:
+            return d.container(
+                parent=self,
+                service=SERVICE,
+                role=role,
+                image="erpnext",
+                user=FRAPPE_UID,
+                command=command,
+                envs=envs,
+                mounts=frappe_mounts,
+                tmpfs=FRAPPE_TMPFS,
+                networks=with_egress if egress else on_internal,
+                healthcheck=healthcheck,
+                no_healthcheck_reason=no_healthcheck_reason,
+                depends_on=frappe_ready,
+            )
+
+        worker_reason = "PID 1 is the worker (or scheduler) itself: a crash exits it and Docker restarts it"
+        self.backend = frappe_process(
+            "backend",
+            command=None,  # the image's start.sh: gunicorn frappe.app on :8000
+            envs=FRAPPE_CACHE_ENV,
+            egress=True,
+            # The site answering, not only gunicorn: unhealthy until hub-site has created it.
+            healthcheck=Healthcheck(
+                [
+                    "curl",
+                    "-fsS",
+                    "-o",
+                    "/dev/null",
+                    "-H",
+                    f"Host: {site}",
+                    f"http://127.0.0.1:{BACKEND_PORT}{HEALTH_PATH}",
+                ],
+                start_period="60s",
+            ),
+        )
+        self.websocket = frappe_process(
+            "websocket",
+            command=["node", f"{BENCH_DIR}/apps/frappe/socketio.js"],
+            healthcheck=Healthcheck(["bash", "-c", f"</dev/tcp/127.0.0.1/{SOCKETIO_PORT}"]),
+        )
+        self.queue_short = frappe_process(
+            "queue-short",
+            command=[*BENCH, "worker", "--queue", "short,default"],
+            envs=FRAPPE_CACHE_ENV,
+            egress=True,
+            healthcheck=None,
+            no_healthcheck_reason=worker_reason,
+        )
+        self.queue_long = frappe_process(
+            "queue-long",
+            command=[*BENCH, "worker", "--queue", "long,default,short"],
+            envs=FRAPPE_CACHE_ENV,
+            egress=True,
+            healthcheck=None,
+            no_healthcheck_reason=worker_reason,
+        )
+        self.scheduler = frappe_process(
+            "scheduler",
+            command=[*BENCH, "schedule"],
+            healthcheck=None,
+            no_healthcheck_reason=worker_reason,
+        )
+
+        exposure = d.expose(SERVICE, "frontend", FRONTEND_PORT)
+        frontend_env: dict[str, pulumi.Input[str]] = {
+            "BACKEND": f"{backend}:{BACKEND_PORT}",
+            "SOCKETIO": f"{websocket}:{SOCKETIO_PORT}",
+        }
+        if site != hostname or not cfg.routed:
+            # Requests carry the public hostname (or 127.0.0.1): serve the site by name instead of by Host.
+            frontend_env["FRAPPE_SITE_NAME_HEADER"] = site
+        if d.web_subnet is not None:
+            # Requests arrive from Traefik on `web`: trust X-Forwarded-For from there, so Frappe sees the
+            # client's address (logs, login attempt limits). Without a known subnet, nginx's own default
+            # (an empty one would stop it from starting).
+            frontend_env["UPSTREAM_REAL_IP_ADDRESS"] = d.web_subnet.apply(lambda net: net or "127.0.0.1")
+        frontend_networks = [*exposure.networks, *on_internal]
+        if not cfg.routed:
+            # A container on internal networks only cannot publish its loopback port.
+            frontend_networks.insert(0, Attach(d.shared_network))
+        self.frontend = d.container(
+            parent=self,
+            service=SERVICE,
+            role="frontend",
+            image="erpnext",
+            user=FRAPPE_UID,
+            command=["nginx-entrypoint.sh"],
+            envs=frontend_env,
+            mounts=[sites_mount],
+            # The rendered site config, nginx's pid file and its buffers for request bodies and responses.
+            tmpfs={
+                "/tmp": "rw,noexec,nosuid,nodev,size=16m",
+                "/etc/nginx/conf.d": "rw,noexec,nosuid,nodev,size=1m",
+                "/run": "rw,noexec,nosuid,nodev,size=1m",
+                "/var/lib/nginx": "rw,noexec,nosuid,nodev,size=64m",
+            },
+            networks=frontend_networks,
+            labels=exposure.labels,
+            ports=exposure.ports,
+            # nginx itself (any HTTP answer): Traefik drops unhealthy containers, and a slow backend should
+            # show as a 502 from here, not make the hostname vanish.
+            healthcheck=Healthcheck(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{FRONTEND_PORT}/"]),
+            depends_on=[self.backend, self.websocket, *upgrade],
+        )
+
+        # -- the site, its company, its public URL, its migrations -------------------------------------------
+        bench_in_backend = f"docker exec {shlex.quote(backend)} {shlex.join(BENCH)}"
+        site_env = {"SITE_NAME": site}
+        new_site = d.run(
+            f"{name}-site",
+            f"""\
+backend={shlex.quote(backend)}
+if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
+  apps=$({bench_in_backend} --site "$SITE_NAME" list-apps 2>/dev/null || true)
+  if grep -qw erpnext <<<"$apps"; then
+    echo "site $SITE_NAME exists with ERPNext installed: left as it is"
+    exit 0
+  fi
+  echo "site $SITE_NAME exists without ERPNext (an earlier creation failed?). Look at it, remove it with" >&2
+  echo "bench drop-site if it holds nothing, then run pulumi up again." >&2
+  exit 1
+fi
+docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$backend" {PYTHON} - <<'PY'
+{NEW_SITE}PY
+""",
+            parent=self,
+            env=site_env,
+            secret_env={"DB_ROOT_PASSWORD": db_root_password.result, "ADMIN_PASSWORD": admin_password.result},
+            # Once per site name. Another name creates that site; the old one stays, data and all.
+            triggers=[site],
+            depends_on=[self.mariadb, configured, self.backend, self.redis_cache, self.redis_queue],
+        )
+
+        company = {
+            "site": site,
+            "company": cfg.company,
+            "abbr": hub.abbreviation(cfg.company),
+            "country": hub.country,
+            "currency": hub.currency,
+            "language": hub.language,
+            "timezone": cfg.timezone,
+            "chart_of_accounts": hub.chart_of_accounts,
+            "fiscal_year_start": hub.fiscal_year_start,
+        }
+        company_setup = d.run(
+            f"{name}-company",
+            f"""\
+docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
+{COMPANY}PY
+{bench_in_backend} --site "$SITE_NAME" enable-scheduler
+{bench_in_backend} --site "$SITE_NAME" scheduler resume
+""",
+            parent=self,
+            env={**site_env, "HUB_COMPANY": json.dumps(company, sort_keys=True)},
+            # With the site: the wizard seeds a new site once; later company changes are made in ERPNext.
+            triggers=[site],
+            depends_on=[new_site, self.queue_short, self.queue_long, self.scheduler, self.websocket],
+        )
+
+        d.run(
+            f"{name}-url",
+            f'{bench_in_backend} --site "$SITE_NAME" set-config host_name "$PUBLIC_URL"\n',
+            parent=self,
+            env={**site_env, "PUBLIC_URL": exposure.url},
+            triggers=[site, exposure.url],
+            depends_on=[new_site],
+        )
+
+        self.migrate = d.run(
+            f"{name}-migrate",
+            f"{bench_in_backend} --site all migrate\n",
+            parent=self,
+            # Exactly once per ERPNext image: a version change replaces this step (and runs it) after the
+            # pre-update backup and the new containers; an unchanged version never runs it again.
+            triggers=[erpnext_ref],
+            depends_on=[
+                company_setup,
+                self.backend,
+                self.websocket,
+                self.queue_short,
+                self.queue_long,
+                self.scheduler,
+                self.frontend,
+                *upgrade,
+            ],
+        )
+
+        # What a restore needs: the sites' own backups (database dump and files, consistent), and the site
+        # configs next to them (site_config.json holds the encryption key of stored passwords).
+        sites_data = data.locations["sites"]
+        d.backup_sources.append(
+            AppBackupCommand(
+                SERVICE,
+                backend,
+                command=(*BENCH, "--site", "all", "backup", "--with-files"),
+                output=sites_data,
+                output_subpath="*/private/backups",
+            )
+        )
+        d.backup_sources.append(
+            FileSet(SERVICE, sites_data, exclude=("assets", "*/private", "*/public", "*/locks", "*/logs"))
+        )
+
+        self.outputs = {
+            "url": exposure.url,
+            "healthPath": HEALTH_PATH,
+            "healthBody": '"message":"pong"',  # the site itself answered, not a proxy's error page
+            "siteName": site,
+            "adminUser": "Administrator",
+            # The site's first Administrator password: changing it in ERPNext does not update this.
+            "adminPassword": admin_password.result,
+            "version": tag_of(erpnext_ref),
+        }
+        self.register_outputs(self.outputs)

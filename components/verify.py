@@ -1,0 +1,242 @@
+"""Verification as part of `pulumi up`: every public endpoint probed from the host once the services are up.
+
+The seed's manual check (`curl -I` on every domain, answers in under 2 s) as a host step that runs after
+every service's containers and setup steps: each public hostname is requested over HTTPS on its health
+path with `curl --resolve <host>:443:127.0.0.1`, so it works before DNS points at the server and checks the
+real path through Traefik. Every endpoint must answer as expected within `verify.waitSeconds` of the step's
+start (retried every 5 s); then the median of three fresh requests must stay within its budget
+(`verify.budgetMs`, 2 s by default). A failure
+fails the update with one line per endpoint. The results (status, latency, certificate trust) are the
+`verification` stack output.
+
+Certificates: before DNS points here, with Let's Encrypt's staging CA, or while a certificate is being
+issued, Traefik serves one that the host does not trust. The probe records that (`tls: untrusted`) and
+repeats the request without verification; that is safe because `--resolve` pins it to 127.0.0.1, so
+nothing leaves the host. `verify.trustedTls` turns an untrusted certificate into a failure, for once DNS
+points here. In standalone mode the single service is probed on its loopback port over plain HTTP.
+
+The step re-runs whenever a container of the stack is replaced (its triggers are the containers' ids) or
+the endpoints change; `pulumi up --replace <its URN>` re-runs it on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_command as command
+
+from components.deployment import Deployment
+from components.edge import Edge
+from components.portal import Portal
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str  # a service, "portal" or "dashboard"
+    url: str  # what a browser would request
+    resolve: str  # curl --resolve entry pinning the name to this host ("" for a loopback URL)
+    expect: str  # bash pattern over the HTTP status: "2??" or an exact code
+    budget_ms: int
+    body: str = ""  # text the response must contain (an app that answers 200 to any path needs it)
+
+
+def probes(
+    d: Deployment, services: Mapping[str, Any], edge: Edge | None, portal: Portal | None
+) -> list[Probe]:
+    """Every public endpoint of the stack, with the answer it must give."""
+    cfg = d.config
+    found: list[Probe] = []
+    for name, component in services.items():
+        path = component.outputs.get("healthPath")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(
+                f"{name}: the service component must export its health path as outputs['healthPath']"
+            )
+        body = component.outputs.get("healthBody", "")
+        if cfg.routed:
+            url = cfg.url(name)
+        else:  # standalone: the loopback address expose() gave it
+            url = component.outputs["url"]
+            if not isinstance(url, str) or not url.startswith("http://127.0.0.1:"):
+                raise ValueError(
+                    f"{name}: standalone outputs['url'] must be its http://127.0.0.1:<port> address"
+                )
+        found.append(_probe(name, url.rstrip("/") + path, "2??", cfg.verify.budget(name), body))
+    if portal is not None:
+        for host in cfg.portal_hostnames:
+            found.append(_probe("portal", f"https://{host}/", "200", cfg.verify.budget_ms))
+    if edge is not None and edge.dashboard_url:
+        # Behind basic auth: an anonymous request must be refused (a 200 here would be a leak, a 404 a gap).
+        found.append(_probe("dashboard", edge.dashboard_url, "401", cfg.verify.budget_ms))
+    return found
+
+
+def _probe(name: str, url: str, expect: str, budget_ms: int, body: str = "") -> Probe:
+    parts = urlsplit(url)
+    resolve = f"{parts.hostname}:443:127.0.0.1" if parts.scheme == "https" else ""
+    return Probe(name, url, resolve, expect, budget_ms, body)
+
+
+# Runs on the host under `set -euo pipefail` (host.PREAMBLE). Results go to stdout as one JSON document,
+# problems to stderr; exit 1 when any endpoint fails. Every value in it comes from the validated config.
+_NEEDS_CURL = r"""command -v curl >/dev/null || {
+  echo "verify: curl is not installed on the host: apt-get install -y curl" \
+    "(or set versatilehub:verify.enabled false)" >&2
+  exit 1
+}
+"""
+
+_FUNCTIONS = r"""
+errfile=$(mktemp)
+bodyfile=$(mktemp)
+trap 'rm -f "$errfile" "$bodyfile"' EXIT
+failed=0
+results=()
+
+to_ms() {  # curl's seconds ("0.123456") -> whole milliseconds
+  local s=${1:-0}
+  s=${s/,/.}
+  [[ $s == *.* ]] || s="$s.0"
+  local frac="${s#*.}000"
+  echo $(( 10#${s%%.*} * 1000 + 10#${frac:0:3} ))
+}
+
+request() {  # url resolve expect body max_time -> sets code, ms, tls, err, answered (as expected?)
+  local url=$1 resolve=$2 expect=$3 body=$4 max_time=$5 out rc
+  local -a args=(-sS -o "$bodyfile" --max-time "$max_time" -w '%{http_code} %{time_total}')
+  [[ -z $resolve ]] || args+=(--resolve "$resolve")
+  tls=none
+  [[ $url != https://* ]] || tls=trusted
+  out=$(curl "${args[@]}" "$url" 2>"$errfile") && rc=0 || rc=$?
+  if [[ $tls == trusted ]] && (( rc == 60 || rc == 51 )); then
+    # Not trusted (yet): record it and ask again unverified; --resolve keeps the request on this host.
+    tls=untrusted
+    out=$(curl -k "${args[@]}" "$url" 2>"$errfile") && rc=0 || rc=$?
+  fi
+  code=${out%% *}
+  [[ $code =~ ^[0-9]{3}$ ]] || code=000
+  ms=$(to_ms "${out##* }")
+  err=$(tail -n 1 "$errfile" | tr -d '"\\')
+  answered=0
+  if [[ $code == $expect ]]; then
+    if [[ -z $body ]] || grep -qF -- "$body" "$bodyfile"; then answered=1; else err="its body lacks $body"; fi
+  fi
+}
+
+probe() {  # name url resolve expect budget_ms body
+  local name=$1 url=$2 resolve=$3 expect=$4 budget=$5 body=$6 result=ok problem="" median entry
+  local max_time=$(( 10 + budget / 1000 ))  # a slow answer is measured, not cut off
+  local -a samples=()
+  while :; do
+    request "$url" "$resolve" "$expect" "$body" "$max_time"
+    if (( answered )) && [[ $trusted_tls == 0 || $tls != untrusted ]]; then break; fi
+    (( $(date +%s) < deadline )) || break
+    sleep 5
+  done
+  if (( ! answered )); then
+    result=down
+    problem="gave no good answer in ${wait_seconds} s:"
+    problem+=" the last was ${code/#000/no HTTP response}${err:+ ($err)}"
+    problem+="; expected ${expect//\?/x}${body:+ with $body in the body}"
+    median=$ms
+  elif [[ $trusted_tls == 1 && $tls == untrusted ]]; then
+    result=untrusted
+    problem="serves a certificate this host does not trust (DNS not pointing here yet, or not issued)"
+    median=$ms
+  else
+    for _ in 1 2 3; do request "$url" "$resolve" "$expect" "$body" "$max_time"; samples+=("$ms"); done
+    median=$(printf '%s\n' "${samples[@]}" | sort -n | sed -n 2p)
+    if (( median > budget )); then
+      result=slow
+      problem="answers in ${median} ms (median of 3), over its ${budget} ms budget"
+    fi
+  fi
+  if [[ $result != ok ]]; then
+    failed=$((failed + 1))
+    echo "verify: $name $url $problem" >&2
+  fi
+  local fields='"name":"%s","url":"%s","status":%d,"latencyMs":%d,"budgetMs":%d,"tls":"%s","result":"%s"'
+  printf -v entry "{$fields}" "$name" "$url" "$((10#$code))" "$median" "$budget" "$tls" "$result"
+  results+=("$entry")
+}
+"""
+
+_REPORT = r"""
+ok=true
+(( failed == 0 )) || ok=false
+joined=$(IFS=,; echo "${results[*]}")
+printf '{"ok":%s,"checkedAt":"%s","endpoints":[%s]}\n' "$ok" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$joined"
+if (( failed )); then
+  echo "verify: $failed of ${#results[@]} endpoints failed; fix the service (docker logs <container>)" \
+    "and run pulumi up again, or adjust versatilehub:verify" >&2
+  exit 1
+fi
+"""
+
+
+def script(probe_list: list[Probe], *, wait_seconds: int, trusted_tls: bool) -> str:
+    """The bash the host runs (after host.PREAMBLE's `set -euo pipefail`)."""
+    for p in probe_list:  # everything below is interpolated into bash and JSON: keep it to safe characters
+        assert re.fullmatch(r"[A-Za-z0-9:/._?=&%-]+", p.url) and re.fullmatch(r"[a-z-]+", p.name), p
+    calls = "\n".join(
+        "probe "
+        + " ".join(shlex.quote(v) for v in (p.name, p.url, p.resolve, p.expect, str(p.budget_ms), p.body))
+        for p in probe_list
+    )
+    header = (
+        f"wait_seconds={wait_seconds}\ntrusted_tls={int(trusted_tls)}\n"
+        "deadline=$(( $(date +%s) + wait_seconds ))\n"
+    )
+    return _NEEDS_CURL + header + _FUNCTIONS + calls + "\n" + _REPORT
+
+
+def parse_report(stdout: str) -> dict[str, Any]:
+    """The step's stdout as the `verification` output ({} before its first run, e.g. in a preview)."""
+    text = stdout.strip()
+    return json.loads(text.splitlines()[-1]) if text else {}
+
+
+class Verify(pulumi.ComponentResource):
+    """The post-deploy probe of every public endpoint (a host step that depends on everything else)."""
+
+    results: pulumi.Output[dict[str, Any]]
+    endpoints: dict[str, list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        d: Deployment,
+        *,
+        services: Mapping[str, pulumi.Resource],
+        edge: Edge | None,
+        portal: Portal | None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("versatilehub:verify:Verify", name, None, opts)
+        cfg = d.config
+        probe_list = probes(d, services, edge, portal)
+        self.endpoints = {}
+        for p in probe_list:
+            self.endpoints.setdefault(p.name, []).append(p.url)
+        # Depending on a component waits for all of its children: every container, setup step and migration.
+        after = [*services.values(), *(r for r in (edge, portal) if r is not None)]
+        step = d.run(
+            f"{name}-endpoints",
+            script(probe_list, wait_seconds=cfg.verify.wait_seconds, trusted_tls=cfg.verify.trusted_tls),
+            parent=self,
+            # A replaced container gets a new id: the probe runs again after every update that touched one.
+            triggers=[c.id for c in d.created_containers],
+            depends_on=after,
+        )
+        # host.run keeps every step's stdout secret in case it echoes a secret it was given; this step is
+        # given none and prints only statuses and timings.
+        stdout = pulumi.Output.unsecret(cast(command.local.Command, step).stdout)  # remote has it too
+        self.results = stdout.apply(parse_report)
+        self.register_outputs({"endpoints": self.endpoints})

@@ -1,0 +1,1025 @@
+#!/usr/bin/env python3
+"""vh-backup: one client's backups on its Docker host (installed there by the VersatileHub program).
+
+A run dumps every service in an app-consistent way (pg_dump, mariadb-dump --single-transaction, the app's
+own backup command), then records ONE restic snapshot of those dumps and the data files, tagged with the
+client and the reason. A failing step fails the run before restic is called: a snapshot exists only for a
+complete run. Also here: retention, the integrity check, the age of the last good snapshot, and restore
+(one service or the whole client).
+
+What to back up comes from manifest.json, written by the program beside this file; the repository and
+its secrets from restic.env beside it (mode 0600). restic runs as the pinned official image through
+Docker (runtime "docker"), or as a binary on this machine (runtime "local": tests and labs); either way
+it gets the same arguments, because every path is mounted at the same place inside the container.
+
+Python 3.9 or newer, standard library only. `vh-backup --help` lists the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import fcntl
+import fnmatch
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+FORMAT = 1
+REASONS = ("daily", "initial", "pre-update", "manual")
+ENV_KEYS = frozenset(
+    {
+        "RESTIC_REPOSITORY",
+        "RESTIC_PASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "B2_ACCOUNT_ID",
+        "B2_ACCOUNT_KEY",
+    }
+)
+# Paths handed to `docker run --volume` (no ':' or ','), and names handed to a shell.
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SNAPSHOT_SAVED = re.compile(r"^snapshot ([0-9a-f]{8,64}) saved$", re.MULTILINE)
+RESTIC_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
+# The restic container may read everything for a backup, and set owners and modes for a restore; no more.
+READ_CAPS = ("DAC_READ_SEARCH",)
+WRITE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
+RESTIC_IN_IMAGE = "/usr/bin/restic"
+DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql"}
+
+
+class Failure(Exception):
+    """A step failed; the message tells the operator what and why. Exit status 1."""
+
+
+class Locked(Failure):
+    """The repository is locked by another restic process."""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " / ".join(kept) or "(no output)"
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The manifest: what this client's backups contain
+# ---------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except ValueError as exc:
+        raise Failure(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise Failure(f"{path} is not in format {FORMAT}: run pulumi up to install matching versions")
+    return data
+
+
+class Manifest:
+    """settings.json (the repository's side: runtime, retention, check) and sources.json (what the services
+    registered), both written by the program into this client's backup home."""
+
+    def __init__(self, home: str):
+        self.home = os.path.abspath(home)
+        self.stage = os.path.join(self.home, "stage")
+        self.cache = os.path.join(self.home, "cache")
+        for path in (self.home, self.stage, self.cache):
+            _safe(path)
+        try:
+            self.settings = _read_json(os.path.join(self.home, "settings.json"))
+        except FileNotFoundError:
+            raise Failure(f"no settings.json in {self.home} (pulumi up installs it)") from None
+        data = self.settings
+        self.client: str = data["client"]
+        self.runtime: str = data["runtime"]
+        if self.runtime not in ("docker", "local"):
+            raise Failure(f"settings.json: runtime must be docker or local, not {self.runtime!r}")
+        self.image: str = data.get("image", "")
+        self.restic: str = data.get("restic", "restic")
+        self.forget: list[str] = list(data["forget"])
+        self.check_subset: str = data["check_subset"]
+        self.max_age_hours: float = float(data["max_age_hours"])
+        try:
+            self.sources: list[dict[str, Any]] = list(
+                _read_json(os.path.join(self.home, "sources.json"))["sources"]
+            )
+            self.deployed = True
+        except FileNotFoundError:  # the services are not deployed yet
+            self.sources, self.deployed = [], False
+        ids = [s["id"] for s in self.sources]
+        if len(ids) != len(set(ids)):
+            raise Failure(f"sources.json: source ids repeat: {sorted({i for i in ids if ids.count(i) > 1})}")
+
+    def services(self) -> list[str]:
+        return sorted({s["service"] for s in self.sources})
+
+    def select(self, services: Sequence[str]) -> list[dict[str, Any]]:
+        unknown = sorted(set(services) - set(self.services()))
+        if unknown:
+            raise Failure(
+                f"no backup sources for {', '.join(unknown)}; this client has {', '.join(self.services())}"
+            )
+        return [s for s in self.sources if not services or s["service"] in services]
+
+
+def _safe(path: str) -> str:
+    if not SAFE_PATH.match(path) or "/../" in f"{path}/":
+        raise Failure(
+            f"refusing the path {path!r}: only absolute paths of letters, digits and ._/@+- are used"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Secrets: restic.env (KEY=VALUE lines, only restic's and the storage's variables)
+# ---------------------------------------------------------------------------------------------------
+
+
+def load_env(path: str) -> dict[str, str]:
+    try:
+        st = os.stat(path)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise Failure(f"no {path}: pulumi up writes the repository's address and secrets there") from None
+    except PermissionError:
+        raise Failure(f"cannot read {path}: run vh-backup as root (sudo)") from None
+    if st.st_mode & 0o077:
+        raise Failure(f"{path} holds the repository password but others may read it: chmod 600 {path}")
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or key not in ENV_KEYS:
+            raise Failure(f"{path}:{number}: expected one of {', '.join(sorted(ENV_KEYS))} as KEY=VALUE")
+        env[key] = value
+    for key in ("RESTIC_REPOSITORY", "RESTIC_PASSWORD"):
+        if not env.get(key):
+            raise Failure(f"{path} has no {key}")
+    return env
+
+
+# ---------------------------------------------------------------------------------------------------
+# restic, the same invocation everywhere: a local binary, or the pinned image with every path at its place
+# ---------------------------------------------------------------------------------------------------
+
+
+class Restic:
+    def __init__(self, manifest: Manifest, env_file: str):
+        self.m = manifest
+        self.env_file = env_file
+        self.env = load_env(env_file)
+        self.env["RESTIC_CACHE_DIR"] = manifest.cache
+        self.repository = self.env["RESTIC_REPOSITORY"]
+        self.local_repository = self.repository if self.repository.startswith("/") else None
+        if self.local_repository:
+            _safe(self.local_repository)
+
+    def argv(
+        self, args: Sequence[str], mounts: Sequence[tuple[str, bool]] = (), caps: Sequence[str] = READ_CAPS
+    ) -> list[str]:
+        if self.m.runtime == "local":
+            return [self.m.restic, *args]
+        client = self.m.client
+        argv = [
+            "docker", "run", "--rm",
+            "--name", f"vh-backup-{client}-{os.getpid()}",
+            # A fixed name: restic records it in its locks (the snapshots' host is set with --host).
+            "--hostname", f"vh-backup-{client}",
+            "--security-opt", "no-new-privileges:true",
+            "--cap-drop", "ALL",
+        ]  # fmt: skip
+        for cap in caps:
+            argv += ["--cap-add", cap]
+        for name in sorted(self.env):  # the values come from this process's environment, never argv
+            argv += ["--env", name]
+        volumes = [(self.m.cache, True), *mounts]
+        if self.local_repository:
+            volumes.append((self.local_repository, True))
+        for path, writable in volumes:
+            argv += ["--volume", f"{_safe(path)}:{path}:{'rw' if writable else 'ro'}"]
+        return [*argv, "--entrypoint", RESTIC_IN_IMAGE, self.m.image, *args]
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        mounts: Sequence[tuple[str, bool]] = (),
+        caps: Sequence[str] = READ_CAPS,
+        accept: Sequence[int] = (0,),
+    ) -> subprocess.CompletedProcess[str]:
+        os.makedirs(self.m.cache, mode=0o700, exist_ok=True)
+        if self.local_repository and self.m.runtime == "docker":
+            os.makedirs(self.local_repository, mode=0o700, exist_ok=True)
+        argv = self.argv(args, mounts, caps)
+        try:
+            child = subprocess.Popen(
+                argv,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+            )
+        except FileNotFoundError:
+            raise Failure(f"{argv[0]} is not installed on this machine") from None
+        with child:
+            try:
+                stdout, stderr = child.communicate()
+            except BaseException:
+                self._stop(child, argv)
+                raise
+        proc = subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
+        if proc.returncode not in accept:
+            raise self.error(next(a for a in args if not a.startswith("-")), proc)
+        return proc
+
+    def _stop(self, child: subprocess.Popen[str], argv: Sequence[str]) -> None:
+        """Interrupted: let restic end cleanly (it removes its lock), then make sure it is gone."""
+        if self.m.runtime == "docker":  # the container outlives a killed docker CLI: stop it by name
+            name = argv[argv.index("--name") + 1]
+            subprocess.run(["docker", "stop", "--time", "20", name], capture_output=True, check=False)
+        else:
+            child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+    def error(self, command: str, proc: subprocess.CompletedProcess[str]) -> Failure:
+        err = proc.stderr
+        if "wrong password" in err:
+            return Failure(
+                f"the password in {self.env_file} does not open the repository {self.repository} "
+                "(wrong password, or another repository at that address); the right one is the stack "
+                "output backup.repositoryPassword, kept outside the server"
+            )
+        if "repository is already locked" in err or "failed to lock repository" in err:
+            return Locked(f"restic {command}: the repository is locked by another process: {_tail(err, 3)}")
+        if "Is there a repository at the following location?" in err or "repository does not exist" in err:
+            return Failure(
+                f"no restic repository at {self.repository} yet: pulumi up creates it (vh-backup init)"
+            )
+        return Failure(f"restic {command} failed (exit {proc.returncode}): {_tail(err)}")
+
+    def locking(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """run(), and when a lock is in the way: remove the stale ones (left by restic processes that died:
+        crash, kill, power loss; a live process's lock stays) and try once more."""
+        try:
+            return self.run(args, **kwargs)
+        except Locked:
+            self.run(["unlock"])
+            return self.run(args, **kwargs)
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        # --no-lock: reading the list is safe during a prune, and freshness must answer then too.
+        proc = self.run(
+            ["--no-lock", "snapshots", "--json", "--host", self.m.client, "--tag", f"client={self.m.client}"]
+        )
+        found = json.loads(proc.stdout or "[]") or []
+        return sorted(found, key=lambda s: snapshot_epoch(s["time"]))
+
+
+def snapshot_epoch(value: str) -> float:
+    """restic's RFC 3339 time (nanoseconds, any offset) as seconds since the epoch."""
+    m = RESTIC_TIME.match(value)
+    if not m:
+        raise Failure(f"unexpected snapshot time {value!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    epoch = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    zone = m.group(7)
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        epoch -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return float(epoch)
+
+
+def _tags(snapshot: dict[str, Any], key: str) -> list[str]:
+    prefix = f"{key}="
+    return [t[len(prefix) :] for t in snapshot.get("tags") or [] if t.startswith(prefix)]
+
+
+def is_complete(snapshot: dict[str, Any]) -> bool:
+    """A snapshot of the whole client (not one service's pre-update snapshot)."""
+    return not _tags(snapshot, "service")
+
+
+def _describe(snapshot: dict[str, Any]) -> str:
+    reason = ",".join(_tags(snapshot, "reason")) or "?"
+    scope = ",".join(_tags(snapshot, "service")) or "all services"
+    return f"{snapshot['short_id']} {snapshot['time'][:19].replace('T', ' ')} {reason} ({scope})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sources: where a location is on this machine, and commands inside the app's containers
+# ---------------------------------------------------------------------------------------------------
+
+
+def locate(m: Manifest, location: dict[str, str]) -> str:
+    """A data location's path on this machine: the bind directory, or the named volume's mount point."""
+    if location["kind"] == "bind":
+        return _safe(location["source"])
+    if m.runtime != "docker":
+        raise Failure(f"volume {location['source']} can only be reached through Docker (runtime docker)")
+    proc = subprocess.run(
+        ["docker", "volume", "inspect", "--format", "{{.Mountpoint}}", location["source"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise Failure(f"docker volume {location['source']}: {_tail(proc.stderr, 2)}")
+    return _safe(proc.stdout.strip())
+
+
+def in_container(
+    m: Manifest, source: dict[str, Any], argv: Sequence[str], *, stdin: bool = False, user: str | None = None
+) -> list[str]:
+    container = source.get("container")
+    if m.runtime == "local":
+        if container:
+            raise Failure(
+                f"{source['id']} runs in container {container}, but this manifest's runtime is local"
+            )
+        return list(argv)
+    if not container:
+        raise Failure(f"{source['id']} names no container")
+    return [
+        "docker",
+        "exec",
+        *(["-i"] if stdin else []),
+        *(["--user", user] if user else []),
+        container,
+        *argv,
+    ]
+
+
+def _with_password(source: dict[str, Any], variable: str, argv: list[str]) -> list[str]:
+    """Hand the password over from a variable inside the container (never on a command line)."""
+    name = source.get("password_env")
+    if not name:
+        return argv
+    if not ENV_NAME.match(name):
+        raise Failure(f"{source['id']}: {name!r} is not a variable name")
+    return ["sh", "-c", f'{variable}="${{{name}}}" exec "$@"', "sh", *argv]
+
+
+def dump_argv(m: Manifest, source: dict[str, Any]) -> list[str]:
+    user, database = source["user"], source["database"]
+    connect = list(source.get("connect", []))  # e.g. --host/--port where the database is reached directly
+    if source["engine"] == "postgres":
+        # Custom format (pg_restore), uncompressed so that restic deduplicates and compresses it.
+        tool = ["pg_dump", "--format=custom", "--compress=0", "--no-owner", "--no-acl", *connect]
+        tool += [f"--username={user}", f"--dbname={database}"]
+        return in_container(m, source, _with_password(source, "PGPASSWORD", tool))
+    if source["engine"] == "mariadb":
+        # One consistent InnoDB snapshot without locking the tables; no dump date, so an unchanged
+        # database gives an identical file.
+        tool = ["mariadb-dump", "--single-transaction", "--quick", "--routines", "--triggers", "--hex-blob"]
+        tool += [
+            "--skip-dump-date",
+            "--add-drop-database",
+            *connect,
+            f"--user={user}",
+            "--databases",
+            database,
+        ]
+        return in_container(m, source, _with_password(source, "MYSQL_PWD", tool))
+    raise Failure(f"{source['id']}: unknown engine {source['engine']!r}")
+
+
+def dump_file(m: Manifest, source: dict[str, Any], stage: str | None = None) -> str:
+    name = f"{source['engine']}-{source['database']}.{DUMP_SUFFIX[source['engine']]}"
+    return os.path.join(stage or m.stage, source["service"], name)
+
+
+def _complete_dump(engine: str, path: str) -> bool:
+    """The dump is whole: pg_dump's custom header, or mariadb-dump's closing line."""
+    with open(path, "rb") as f:
+        if engine == "postgres":
+            return f.read(5) == b"PGDMP"
+        f.seek(max(0, os.path.getsize(path) - 4096))
+        return b"-- Dump completed" in f.read()
+
+
+def dump_database(m: Manifest, source: dict[str, Any]) -> str:
+    target = dump_file(m, source)
+    partial = target + ".partial"
+    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+    started = time.monotonic()
+    where = f"in {source['container']}" if source.get("container") else "directly"
+    try:
+        with open(partial, "wb") as out:
+            proc = subprocess.run(
+                dump_argv(m, source),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        if proc.returncode != 0:
+            raise Failure(
+                f"{source['id']}: dumping {source['engine']} database {source['database']} {where} failed "
+                f"(exit {proc.returncode}): {_tail(proc.stderr.decode(errors='replace'))}"
+            )
+        if not _complete_dump(source["engine"], partial):
+            raise Failure(f"{source['id']}: the dump of {source['database']} is truncated or empty")
+        os.replace(partial, target)
+    except BaseException:
+        # Never leave part of a dump where a later run could pick it up.
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
+    say(f"dumped {source['id']}: {_mib(os.path.getsize(target))} in {time.monotonic() - started:.1f} s")
+    return target
+
+
+def _newest_mtime(paths: Sequence[str]) -> float:
+    newest = 0.0
+    for path in paths:
+        newest = max(newest, os.lstat(path).st_mtime)
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def app_backup(m: Manifest, source: dict[str, Any]) -> tuple[str, list[str]]:
+    """Run the app's own backup command; the files it wrote, which must be new."""
+    root = locate(m, source["output"])
+    started, clock = time.time(), time.monotonic()
+    argv = in_container(m, source, source["command"], user=source.get("user"))
+    proc = subprocess.run(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
+    )
+    output = proc.stdout.decode(errors="replace")
+    if proc.returncode != 0:
+        raise Failure(
+            f"{source['id']}: the app's backup command failed (exit {proc.returncode}): {_tail(output)}"
+        )
+    pattern = source.get("output_subpath") or ""
+    paths = sorted(glob.glob(os.path.join(root, pattern))) if pattern else [root]
+    if not paths:
+        raise Failure(
+            f"{source['id']}: the app's backup command wrote nothing matching {os.path.join(root, pattern)}"
+        )
+    # A command that "succeeds" without writing would leave yesterday's copy to be snapshotted as today's.
+    if _newest_mtime(paths) < started - 2:
+        raise Failure(f"{source['id']}: the app's backup command left no new file in {', '.join(paths)}")
+    say(f"ran {source['id']}: {len(paths)} path(s) in {time.monotonic() - clock:.1f} s")
+    return root, [_safe(p) for p in paths]
+
+
+def file_set(m: Manifest, source: dict[str, Any]) -> str:
+    path = locate(m, source["location"])
+    if not os.path.isdir(path):
+        raise Failure(f"{source['id']}: {path} does not exist")
+    return path
+
+
+def _containers_exist(m: Manifest, sources: Sequence[dict[str, Any]]) -> bool:
+    names = sorted({s["container"] for s in sources if s.get("container")})
+    if m.runtime != "docker" or not names:
+        return True
+    for name in names:
+        proc = subprocess.run(["docker", "container", "inspect", name], capture_output=True, check=False)
+        if proc.returncode == 0:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# One run: dumps, then one snapshot
+# ---------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def exclusive(m: Manifest) -> Iterator[None]:
+    """One vh-backup run, check or restore at a time for this client on this machine."""
+    os.makedirs(m.home, mode=0o700, exist_ok=True)
+    with open(os.path.join(m.home, "lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("waiting for another vh-backup run of this client to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def run(m: Manifest, env_file: str, reason: str, services: Sequence[str]) -> str:
+    restic = Restic(m, env_file)  # a bad restic.env fails the run before anything is dumped
+    if not m.deployed:
+        raise Failure(f"no sources.json in {m.home} yet: pulumi up writes it once the services are deployed")
+    sources = m.select(services)
+    started = time.monotonic()
+    scope = sorted(services) or m.services()
+    # The stage holds this run's dumps only: what a killed run left is dropped, never snapshotted.
+    os.makedirs(m.stage, mode=0o700, exist_ok=True)
+    for service in scope:
+        shutil.rmtree(os.path.join(m.stage, service), ignore_errors=True)
+    if not services:
+        for name in os.listdir(m.stage):
+            if name != "manifest.json":
+                shutil.rmtree(os.path.join(m.stage, name), ignore_errors=True)
+
+    paths: list[str] = []
+    excludes: list[str] = []
+    resolved: dict[str, Any] = {}
+    for source in sources:
+        if source["kind"] == "database":
+            resolved[source["id"]] = {"dump": dump_database(m, source)}
+        elif source["kind"] == "app":
+            root, found = app_backup(m, source)
+            resolved[source["id"]] = {"root": root, "paths": found}
+            paths += found
+        elif source["kind"] == "files":
+            path = file_set(m, source)
+            resolved[source["id"]] = {"root": path}
+            paths.append(path)
+            excludes += [f"--exclude={path}/{pattern}" for pattern in source.get("exclude", [])]
+        else:
+            raise Failure(f"{source['id']}: unknown kind {source['kind']!r}")
+    if excludes:
+        # An app's output may lie where a file set excludes (hub: sites/*/private/backups under sites, which
+        # leaves out */private): a later `!` pattern takes it back (restic 0.13+).
+        for found in resolved.values():
+            excludes += [f"--exclude=!{path}" for path in found.get("paths", [])]
+
+    # The snapshot carries the manifest it was made with, and where each source was found: restore reads it.
+    record = {**m.settings, "sources": m.sources, "resolved": resolved, "stage": m.stage}
+    record_path = os.path.join(m.stage, "manifest.json")
+    with open(record_path + ".new", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(record_path + ".new", record_path)
+    if services:
+        staged = [record_path] + [d for d in (os.path.join(m.stage, s) for s in scope) if os.path.isdir(d)]
+    else:
+        staged = [m.stage]
+    paths = staged + sorted(set(paths))
+
+    tags = [f"client={m.client}", f"reason={reason}"] + [f"service={s}" for s in sorted(services)]
+    args = (
+        ["backup", "--host", m.client] + [a for t in tags for a in ("--tag", t)] + excludes + ["--", *paths]
+    )
+    clock = time.monotonic()
+    proc = restic.locking(args, mounts=[(p, False) for p in paths], accept=(0, 3))
+    if proc.returncode == 3:
+        # Some files could not be read: that snapshot is not whole, so it must not count as a good one.
+        partial = SNAPSHOT_SAVED.search(proc.stdout)
+        if partial:
+            restic.run(["forget", partial.group(1)])
+        raise Failure(
+            f"restic could not read every file; the incomplete snapshot was removed: {_tail(proc.stderr)}"
+        )
+    saved = SNAPSHOT_SAVED.search(proc.stdout)
+    if not saved:
+        raise Failure(f"restic backup reported no snapshot: {_tail(proc.stdout)}")
+    snapshot = saved.group(1)
+    say(f"snapshot {snapshot} saved ({reason}, {', '.join(scope)}) in {time.monotonic() - clock:.1f} s")
+    # The dumps are in the repository now; no database copy stays on disk.
+    for service in scope:
+        shutil.rmtree(os.path.join(m.stage, service), ignore_errors=True)
+    if reason == "daily" and not services:
+        retention(m, restic)
+    say(f"backup of {m.client} done in {time.monotonic() - started:.1f} s")
+    return snapshot
+
+
+def retention(m: Manifest, restic: Restic) -> None:
+    """The policy per group of host and tags: daily runs, initial, manual and each service's pre-update
+    snapshots are kept by the same numbers, each in its own group."""
+    args = [
+        "forget",
+        "--host",
+        m.client,
+        "--tag",
+        f"client={m.client}",
+        "--group-by",
+        "host,tags",
+        *m.forget,
+        "--prune",
+    ]
+    try:
+        restic.locking(args)
+    except Locked as locked:
+        # Held by a live process (or one killed less than 30 minutes ago, which restic then treats as
+        # stale): the snapshot is safe, the next daily run applies the policy.
+        say(f"retention postponed: {locked}")
+        return
+    say(f"retention applied: {' '.join(m.forget)}")
+
+
+def check_subset(subset: str, now: float) -> str:
+    """`1/N` rotates through N slices, one per week, so all data is read every N weeks."""
+    m = re.fullmatch(r"1/(\d+)", subset)
+    if not m:
+        return subset
+    slices = int(m.group(1))
+    return f"{int(now // 604800) % slices + 1}/{slices}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Restore
+# ---------------------------------------------------------------------------------------------------
+
+
+def _pick(snapshots: Sequence[dict[str, Any]], wanted: str, services: Sequence[str]) -> dict[str, Any]:
+    def holds(s: dict[str, Any]) -> bool:
+        scope = _tags(s, "service")
+        return not scope or (bool(services) and set(services) <= set(scope))
+
+    if wanted == "latest":
+        usable = [s for s in snapshots if holds(s)]
+        if not usable:
+            raise Failure("no snapshot holds " + (", ".join(services) or "the whole client"))
+        return usable[-1]
+    found = [s for s in snapshots if s["id"].startswith(wanted)]
+    if len(found) != 1:
+        raise Failure(
+            f"{len(found)} snapshots of this client match {wanted!r} (vh-backup snapshots lists them)"
+        )
+    if not holds(found[0]):
+        raise Failure(f"snapshot {wanted} holds only {', '.join(_tags(found[0], 'service'))}: add --service")
+    return found[0]
+
+
+def _record_path(snapshot: dict[str, Any]) -> str:
+    for path in snapshot.get("paths") or []:
+        if path.endswith("/stage/manifest.json"):
+            return str(path)
+        if path.endswith("/stage"):
+            return f"{path}/manifest.json"
+    raise Failure(f"snapshot {snapshot['short_id']} was not made by vh-backup (no stage/manifest.json)")
+
+
+def _matches(parts: tuple[str, ...], pattern: str, below: bool) -> bool:
+    """restic's --exclude, for a pattern relative to a file set: `*` stays within one path component, and
+    an excluded directory excludes what is below it. below=True: could the pattern match under `parts`?"""
+    pattern_parts = pattern.strip("/").split("/")
+    if (len(pattern_parts) > len(parts)) != below:
+        return False
+    return all(
+        fnmatch.fnmatchcase(parts[i], pattern_parts[i]) for i in range(min(len(parts), len(pattern_parts)))
+    )
+
+
+def _excluded(parts: tuple[str, ...], patterns: Sequence[str]) -> bool:
+    return any(_matches(parts, pattern, below=False) for pattern in patterns)
+
+
+def _excludes_below(parts: tuple[str, ...], patterns: Sequence[str]) -> bool:
+    return any(_matches(parts, pattern, below=True) for pattern in patterns)
+
+
+def _move(source: str, destination: str) -> None:
+    os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
+    shutil.move(source, destination)
+
+
+def _swap(
+    restored: str, target: str, aside: str, patterns: Sequence[str] = (), parts: tuple[str, ...] = ()
+) -> None:
+    """Make `target` hold what `restored` holds. What was there moves under `aside` (kept for the operator
+    to delete); what the file set excludes stays untouched. A directory keeps its inode (containers
+    bind-mount it): its entries are exchanged, not the directory itself."""
+    if not os.path.isdir(target) or os.path.islink(target) or not os.path.isdir(restored):
+        if os.path.lexists(target):
+            _move(target, aside)
+        _move(restored, target)
+        return
+    for name in sorted(os.listdir(target)):
+        here, below = os.path.join(target, name), (*parts, name)
+        if _excluded(below, patterns):
+            continue
+        if os.path.isdir(here) and not os.path.islink(here) and _excludes_below(below, patterns):
+            _merge(os.path.join(restored, name), here, os.path.join(aside, name), patterns, below)
+        else:
+            _move(here, os.path.join(aside, name))
+    for name in sorted(os.listdir(restored)):
+        if not os.path.lexists(os.path.join(target, name)) and not _excluded((*parts, name), patterns):
+            _move(os.path.join(restored, name), os.path.join(target, name))
+    shutil.copystat(restored, target, follow_symlinks=False)
+    if os.geteuid() == 0:
+        st = os.lstat(restored)
+        os.chown(target, st.st_uid, st.st_gid)
+
+
+def _merge(restored: str, target: str, aside: str, patterns: Sequence[str], parts: tuple[str, ...]) -> None:
+    """A directory holding excluded paths: swap its other entries one by one."""
+    if os.path.isdir(restored) and not os.path.islink(restored):
+        _swap(restored, target, aside, patterns, parts)
+        return
+    for name in sorted(os.listdir(target)):  # not in the snapshot: only what the set does not exclude goes
+        here, below = os.path.join(target, name), (*parts, name)
+        if _excluded(below, patterns):
+            continue
+        if os.path.isdir(here) and not os.path.islink(here) and _excludes_below(below, patterns):
+            _merge(os.path.join(restored, name), here, os.path.join(aside, name), patterns, below)
+        else:
+            _move(here, os.path.join(aside, name))
+
+
+def _import_database(m: Manifest, source: dict[str, Any], dump: str) -> None:
+    user, database = source["user"], source["database"]
+    connect = list(source.get("connect", []))
+    steps: list[list[str]] = []
+    if source["engine"] == "postgres":
+        # A fresh database, so nothing of the current one survives (tables added since, for one).
+        common = [*connect, f"--username={user}"]
+        steps.append(["dropdb", "--if-exists", "--force", *common, database])
+        steps.append(["createdb", *common, f"--owner={user}", database])
+        steps.append(
+            [
+                "pg_restore",
+                "--no-owner",
+                "--no-acl",
+                "--exit-on-error",
+                "--single-transaction",
+                *common,
+                f"--dbname={database}",
+            ]
+        )
+        variable = "PGPASSWORD"
+    else:  # the dump drops and recreates its database itself (--add-drop-database)
+        steps.append(["mariadb", *connect, f"--user={user}"])
+        variable = "MYSQL_PWD"
+    started = time.monotonic()
+    for number, step in enumerate(steps, 1):
+        argv = in_container(m, source, _with_password(source, variable, step), stdin=number == len(steps))
+        with open(dump, "rb") as data:
+            stdin = data if number == len(steps) else subprocess.DEVNULL
+            proc = subprocess.run(
+                argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False
+            )
+        if proc.returncode != 0:
+            output = _tail(proc.stdout.decode(errors="replace"))
+            raise Failure(f"{source['id']}: {step[0]} failed (exit {proc.returncode}): {output}")
+    say(f"imported {source['id']} in {time.monotonic() - started:.1f} s")
+
+
+def _service_containers(m: Manifest, service: str) -> list[str]:
+    proc = subprocess.run(
+        ["docker", "ps", "--all", "--format", "{{.Names}}",
+         "--filter", f"label=io.versatilehub.client={m.client}",
+         "--filter", f"label=io.versatilehub.service={service}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise Failure(f"docker ps: {_tail(proc.stderr, 2)}")
+    return sorted(proc.stdout.split())
+
+
+def _docker(*args: str) -> None:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise Failure(f"docker {' '.join(args)}: {_tail(proc.stderr, 2)}")
+
+
+def restore(m: Manifest, env_file: str, wanted: str, services: Sequence[str], confirmed: bool) -> None:
+    restic = Restic(m, env_file)
+    snapshot = _pick(restic.snapshots(), wanted, services)
+    record_path = _record_path(snapshot)
+    old = json.loads(restic.run(["dump", snapshot["id"], record_path]).stdout)
+    old_sources = {s["id"]: s for s in old["sources"]}
+    old_services = sorted({s["service"] for s in old["sources"]})
+    if services:
+        missing = sorted(set(services) - set(old_services))
+        if missing:
+            raise Failure(f"snapshot {snapshot['short_id']} holds no {', '.join(missing)}")
+        scope = sorted(services)
+    else:
+        scope = [s for s in old_services if s in m.services()]
+        for gone in sorted(set(old_services) - set(m.services())):
+            say(f"skipped {gone}: in the snapshot, not deployed here")
+    say(f"restore {m.client} from snapshot {_describe(snapshot)}: {', '.join(scope)}")
+
+    # What goes where: each source of the snapshot, by id, onto the same source of this deployment.
+    files: list[tuple[str, str, list[str]]] = []  # (path in the snapshot, path here, excluded patterns)
+    databases: list[tuple[dict[str, Any], str]] = []  # (source here, dump path in the snapshot)
+    apps: list[dict[str, Any]] = []
+    for source in m.select(scope):
+        before = old_sources.get(source["id"])
+        if before is None:
+            say(f"  {source['id']}: not in this snapshot, left as it is")
+            continue
+        found = old["resolved"].get(source["id"], {})
+        if source["kind"] == "database":
+            databases.append((source, found.get("dump") or dump_file(m, before, old["stage"])))
+        elif source["kind"] == "files":
+            files.append((found["root"], locate(m, source["location"]), list(source.get("exclude", []))))
+        else:
+            root = locate(m, source["output"])
+            files += [(p, os.path.join(root, os.path.relpath(p, found["root"])), []) for p in found["paths"]]
+            apps.append(source)
+    for path, target, _ in files:
+        say(f"  files {path} -> {target}")
+    for source, dump in databases:
+        say(f"  database {source['id']} <- {dump}")
+    for source in apps:
+        where = source.get("container") or "this machine"
+        command = (
+            " ".join(source.get("restore") or []) or "nothing (no restore command: docs/backup-restore.md)"
+        )
+        say(f"  then inside {where}: {command}")
+    if not confirmed:
+        say("nothing changed: add --yes to restore")
+        return
+
+    with exclusive(m):
+        work = tempfile.mkdtemp(prefix="restore-", dir=m.home)
+        tree, aside = os.path.join(work, "snapshot"), os.path.join(work, "previous")
+        os.makedirs(tree, mode=0o700)
+        includes = [p for p, _, _ in files] + [dump for _, dump in databases]
+        clock = time.monotonic()
+        restic.run(
+            ["restore", snapshot["id"], "--target", tree, *[f"--include={p}" for p in includes]],
+            mounts=[(work, True)],
+            caps=WRITE_CAPS,
+        )
+        size = sum(os.lstat(os.path.join(r, n)).st_size for r, _, names in os.walk(tree) for n in names)
+        say(f"restored {_mib(size)} from the repository in {time.monotonic() - clock:.1f} s")
+        for path in includes:
+            if not os.path.lexists(tree + path):
+                raise Failure(f"snapshot {snapshot['short_id']} has no {path}: nothing was changed")
+
+        # The apps stop while their data changes; their databases, and the containers that run the apps'
+        # own restore commands, keep running for the import and restart afterwards.
+        workers = {
+            s["container"] for s in m.select(scope) if s["kind"] in ("database", "app") and s.get("container")
+        }
+        apps_in = sorted({s["container"] for s in apps if s.get("container")})
+        stopped: list[str] = []
+        if m.runtime == "docker":
+            for service in scope:
+                for name in _service_containers(m, service):
+                    if name not in workers:
+                        _docker("stop", name)
+                        stopped.append(name)
+        try:
+            for path, target, patterns in files:
+                _swap(tree + path, target, aside + target, patterns)
+            for source, dump in databases:
+                _import_database(m, source, tree + dump)
+            for source in apps:
+                if source.get("restore"):
+                    argv = in_container(m, source, source["restore"], user=source.get("user"))
+                    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+                    if proc.returncode != 0:
+                        output = _tail(proc.stdout.decode(errors="replace"))
+                        raise Failure(f"{source['id']}: the app's restore command failed: {output}")
+                    say(f"ran the restore command of {source['id']}")
+        finally:
+            for name in stopped:
+                _docker("start", name)
+            if m.runtime == "docker":
+                for name in apps_in:
+                    _docker("restart", name)
+        shutil.rmtree(tree, ignore_errors=True)
+    kept = f"; what was there before is in {aside}" if os.path.isdir(aside) else ""
+    say(f"restored {', '.join(scope)} from {snapshot['short_id']}{kept}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(prog="vh-backup", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--home", default=here, help="settings.json, sources.json, restic.env (default: where vh-backup is)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("init", help="create the repository (format 2) unless it exists; harmless to repeat")
+    p = commands.add_parser("run", help="dump every service, then one snapshot")
+    p.add_argument("--reason", choices=REASONS, default="manual")
+    p.add_argument("--service", action="append", default=[], help="only this service (repeatable)")
+    p.add_argument(
+        "--if-deployed", action="store_true", help="do nothing when the service is not deployed yet"
+    )
+    commands.add_parser("forget", help="apply the retention policy and prune")
+    p = commands.add_parser("check", help="verify the repository, reading a slice of the data")
+    p.add_argument("--subset", help="override the manifest's read-data subset (1/N, N%%, or a size)")
+    commands.add_parser("snapshots", help="list this client's snapshots")
+    p = commands.add_parser("freshness", help="exit 0 when the newest complete snapshot is recent enough")
+    p.add_argument("--max-age-hours", type=float)
+    p = commands.add_parser("restore", help="put a snapshot back (one service or the whole client)")
+    p.add_argument("snapshot", help="a snapshot id (or a prefix of one), or latest")
+    p.add_argument("--service", action="append", default=[], help="only this service (repeatable)")
+    p.add_argument("--yes", action="store_true", help="really do it (without: show what would happen)")
+    args = parser.parse_args(argv)
+    # systemd stops a run with SIGTERM: end like Ctrl-C, so partial dumps are removed on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    try:
+        m = Manifest(args.home)
+        env_file = os.path.join(m.home, "restic.env")
+        if args.command == "init":
+            return cmd_init(m, env_file)
+        if args.command == "run":
+            if args.reason == "daily" and args.service:
+                raise Failure("a daily run covers the whole client: drop --service")
+            if args.if_deployed:
+                present = set(args.service) & set(m.services())
+                if (
+                    not m.deployed
+                    or (args.service and not present)
+                    or not _containers_exist(m, m.select(sorted(present)))
+                ):
+                    say(f"nothing deployed yet for {', '.join(args.service) or m.client}: nothing to back up")
+                    return 0
+            with exclusive(m):
+                run(m, env_file, args.reason, args.service)
+            return 0
+        if args.command == "forget":
+            with exclusive(m):
+                retention(m, Restic(m, env_file))
+            return 0
+        if args.command == "check":
+            restic = Restic(m, env_file)
+            subset = check_subset(args.subset or m.check_subset, time.time())
+            with exclusive(m):
+                restic.locking(["check", f"--read-data-subset={subset}"])
+            say(f"check passed: structure and data slice {subset} of {restic.repository}")
+            return 0
+        if args.command == "snapshots":
+            for snapshot in Restic(m, env_file).snapshots():
+                say(_describe(snapshot))
+            return 0
+        if args.command == "freshness":
+            return cmd_freshness(m, env_file, args.max_age_hours)
+        if args.command == "restore":
+            restore(m, env_file, args.snapshot, args.service, args.yes)
+            return 0
+    except Failure as failure:
+        print(f"vh-backup: {failure}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("vh-backup: interrupted; no snapshot was recorded by this run", file=sys.stderr, flush=True)
+        return 130
+    raise AssertionError(args.command)
+
+
+def cmd_init(m: Manifest, env_file: str) -> int:
+    restic = Restic(m, env_file)
+    try:
+        config = json.loads(restic.run(["cat", "config"]).stdout)
+    except Failure as opening:
+        try:
+            restic.run(["init", "--repository-version", "2"])
+        except Failure as creating:
+            if "already" in str(creating):  # exists, but would not open: the first error says why
+                raise opening from None
+            raise
+        say(f"created repository {restic.repository} (format 2: compressed, AES-256 encrypted)")
+        return 0
+    version = config.get("version")
+    note = "" if version == 2 else "; format 1 cannot compress: restic migrate upgrade_repo_v2"
+    say(f"repository {restic.repository} exists (format {version}){note}")
+    return 0
+
+
+def cmd_freshness(m: Manifest, env_file: str, max_age_hours: float | None) -> int:
+    limit = max_age_hours if max_age_hours is not None else m.max_age_hours
+    try:
+        restic = Restic(m, env_file)
+        complete = [s for s in restic.snapshots() if is_complete(s)]
+    except Failure as failure:
+        say(f"UNKNOWN: {failure}")
+        return 2
+    if not complete:
+        say(f"STALE: {m.client} has no complete snapshot in {restic.repository}")
+        return 1
+    newest = complete[-1]
+    age = (time.time() - snapshot_epoch(newest["time"])) / 3600
+    verdict = "OK" if age <= limit else "STALE"
+    say(f"{verdict}: newest complete snapshot {_describe(newest)} is {age:.1f} h old (limit {limit:g} h)")
+    return 0 if verdict == "OK" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""A stand-in for the docker CLI, for running vh-backup's docker runtime where there is no Docker daemon.
+
+It does what vh-backup asks of Docker with local means and records every call:
+- `docker run ... --volume SRC:DST:MODE ... --entrypoint /usr/bin/restic IMAGE ARGS`: runs Debian's restic
+  with ARGS (the invariant that lets it: every volume is mounted at its own path, SRC == DST);
+- `docker exec [-i] [--user U] NAME ARGV...`: runs ARGV here, with the container's environment from the
+  state file (e.g. POSTGRES_PASSWORD, and PGHOST/PGPORT pointing at the test server);
+- `docker ps`, `container inspect`, `volume inspect`, `stop`, `start`, `restart`: from and to the state.
+
+State: $DOCKER_SHIM_STATE/state.json {"containers": {name: {"labels": {}, "env": {}, "running": true}},
+"volumes": {name: path}}; calls are appended to $DOCKER_SHIM_STATE/calls.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def main(argv: list[str]) -> int:
+    state_dir = Path(os.environ["DOCKER_SHIM_STATE"])
+    state: dict[str, Any] = json.loads((state_dir / "state.json").read_text())
+    with open(state_dir / "calls.jsonl", "a") as log:
+        log.write(json.dumps(argv) + "\n")
+    containers: dict[str, Any] = state["containers"]
+    command = argv[0]
+    if command == "run":
+        image_at = argv.index("--entrypoint") + 2
+        for i, arg in enumerate(argv[:image_at]):
+            if arg == "--volume":
+                source, target, _ = argv[i + 1].split(":")
+                if source != target:
+                    print(f"shim: volume {argv[i + 1]} is not mounted at its own path", file=sys.stderr)
+                    return 125
+        os.execvp("restic", ["restic", *argv[image_at + 1 :]])
+    if command == "exec":
+        i = 1
+        while argv[i].startswith("-"):
+            i += 2 if argv[i] == "--user" else 1
+        name = argv[i]
+        if name not in containers or not containers[name]["running"]:
+            print(f"Error response from daemon: container {name} is not running", file=sys.stderr)
+            return 1
+        os.execvpe(argv[i + 1], argv[i + 1 :], {**os.environ, **containers[name]["env"]})
+    if command == "ps":
+        filters = [
+            argv[i + 1].removeprefix("label=").split("=", 1) for i, a in enumerate(argv) if a == "--filter"
+        ]
+        for name, c in sorted(containers.items()):
+            if all(c["labels"].get(key) == value for key, value in filters):
+                print(name)
+        return 0
+    if command == "container" and argv[1] == "inspect":
+        return 0 if argv[2] in containers else 1
+    if command == "volume" and argv[1] == "inspect":
+        print(state["volumes"][argv[-1]])
+        return 0
+    if command in ("stop", "start", "restart"):
+        containers[argv[-1]]["running"] = command != "stop"
+        (state_dir / "state.json").write_text(json.dumps(state))
+        return 0
+    print(f"shim: unsupported docker {' '.join(argv)}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,761 @@
+"""Backups for real: scripts/vh_backup.py (the script the host runs) with restic from Debian (0.14.0, the
+oldest version supported) and real PostgreSQL and MariaDB servers on loopback.
+
+The host runs every dump inside the app's container (`docker exec`) and restic as the pinned image; here
+the same script runs with the "local" runtime: the dump tools reach the test servers over TCP and restic
+is the Debian binary. The settings and sources come from the program's own builders (components/backup.py)
+with only the runtime plugged in, so what is tested is what the program installs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components import backup
+from components.config import BackupConfig
+from components.deployment import AppBackupCommand, DatabaseDump, FileSet
+from components.storage import DataLocation
+from tests.realservers import PASSWORD, MariaDB, Postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "vh_backup.py"
+PYTHON = shutil.which("python3") or sys.executable
+CLIENT = "clientea"
+REPO_PASSWORD = "a-40-character-alphanumeric-test-password"
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Postgres]:
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def maria() -> Iterator[MariaDB]:
+    server = MariaDB().start()
+    yield server
+    server.stop()
+
+
+def restic(repo: Path, *args: str, password: str = REPO_PASSWORD, check: bool = True) -> str:
+    env = {**os.environ, "RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": password, "TZ": "UTC"}
+    env["RESTIC_CACHE_DIR"] = str(repo.parent / "test-cache")
+    proc = subprocess.run(["restic", *args], env=env, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"restic {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def snapshots(repo: Path) -> list[dict[str, Any]]:
+    return json.loads(restic(repo, "--no-lock", "snapshots", "--json")) or []
+
+
+def snapshot_at(repo: Path, source: str, when: datetime | None, *tags: str) -> None:
+    """A snapshot as vh-backup tags them, made at `when` (restic backup --time), for a synthetic history."""
+    args = ["backup", "--host", CLIENT, "--quiet", source]
+    args += [arg for tag in ("client=clientea", *tags) for arg in ("--tag", tag)]
+    restic(repo, *args, *(["--time", when.strftime("%Y-%m-%d %H:%M:%S")] if when else []))
+
+
+@dataclass
+class World:
+    """One client's backup home, repository and data directories under a test's tmp_path."""
+
+    root: Path
+    pg: Postgres | None = None
+    maria: MariaDB | None = None
+    keep: tuple[int, int, int] = (7, 5, 12)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    def data(self, service: str, name: str) -> Path:
+        return self.root / "data" / service / name
+
+    def location(self, service: str, name: str) -> DataLocation:
+        path = self.data(service, name)
+        path.mkdir(parents=True, exist_ok=True)
+        return DataLocation(service, name, str(path), "bind")
+
+    def install(
+        self, sources: list[Any], *, repo_password: str = REPO_PASSWORD, with_sources: bool = True
+    ) -> None:
+        """What BackupRepository and BackupSchedule write on a host, with the runtime set to local."""
+        self.home.mkdir(mode=0o700, exist_ok=True)
+        daily, weekly, monthly = self.keep
+        keep = {"keepDaily": daily, "keepWeekly": weekly, "keepMonthly": monthly}
+        config = BackupConfig.model_validate({"repository": str(self.repo), **keep})
+        settings = backup.settings(CLIENT, config, "restic/restic:0.19.1") | {
+            "runtime": "local",
+            "restic": "restic",
+        }
+        (self.home / "settings.json").write_text(json.dumps(settings))
+        if with_sources:
+            manifest = backup.sources_manifest(sources)
+            for entry in manifest["sources"]:
+                entry.pop("container", None)  # local runtime: commands run here, databases over TCP
+                if entry["kind"] == "database":
+                    server = self.pg if entry["engine"] == "postgres" else self.maria
+                    assert server is not None
+                    entry["connect"] = server.connect
+            (self.home / "sources.json").write_text(json.dumps(manifest))
+        env = self.home / "restic.env"
+        env.write_text(f"RESTIC_REPOSITORY={self.repo}\nRESTIC_PASSWORD={repo_password}\n")
+        env.chmod(0o600)
+
+    def vh(
+        self, *args: str, check: bool = True, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [PYTHON, str(SCRIPT), "--home", str(self.home), *args],
+            env=self.env(extra_env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"vh-backup {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        path = os.environ.get("PATH", "")
+        if self.pg is not None:
+            path = self.pg.tool_path()
+        return {**os.environ, "PATH": path, "TZ": "UTC", "TEST_DB_PASSWORD": PASSWORD, **(extra or {})}
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+
+
+def fill_files(root: Path, seed: int) -> None:
+    """Nested directories, binary and text, empty and private files, a symlink, a non-ASCII name."""
+    (root / "uploads" / "2026" / "11").mkdir(parents=True, exist_ok=True)
+    (root / "uploads" / "2026" / "11" / "contrato.pdf").write_bytes(os.urandom(300_000))
+    (root / "uploads" / "factura ñandú €.txt").write_text(f"factura {seed}\n" * 500, encoding="utf-8")
+    (root / "empty").write_bytes(b"")
+    private = root / ".secret-key"
+    private.write_text(f"key-{seed}")
+    private.chmod(0o600)
+    (root / "latest").symlink_to("uploads/2026/11/contrato.pdf")
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, str]]:
+    """Every entry under root: kind, mode and content hash (or link target)."""
+    found: dict[str, tuple[str, int, str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel, st = str(path.relative_to(root)), path.lstat()
+        if path.is_symlink():
+            found[rel] = ("link", st.st_mode, os.readlink(path))
+        elif path.is_dir():
+            found[rel] = ("dir", st.st_mode, "")
+        else:
+            found[rel] = ("file", st.st_mode, hashlib.sha256(path.read_bytes()).hexdigest())
+    return found
+
+
+def fill_postgres(pg: Postgres, database: str) -> None:
+    pg.create_database(database)
+    pg.sql(
+        database,
+        """
+        CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, balance numeric(12,2),
+                                created timestamptz, meta jsonb, photo bytea);
+        CREATE INDEX customers_name ON customers (name);
+        INSERT INTO customers (name, balance, created, meta, photo)
+          SELECT 'Cliente ' || g || ' ñandú', g * 1.25, '2026-01-01'::timestamptz + g * interval '1 hour',
+                 jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'b')), sha256(g::text::bytea)
+          FROM generate_series(1, 3000) g;
+        CREATE VIEW rich AS SELECT id, name FROM customers WHERE balance > 1000;
+        """,
+    )
+
+
+def postgres_state(pg: Postgres, database: str) -> tuple[str, ...]:
+    return (
+        pg.sql(database, "COPY (SELECT * FROM customers ORDER BY id) TO STDOUT"),
+        pg.sql(database, "SELECT last_value FROM customers_id_seq"),
+        pg.sql(database, "SELECT count(*) FROM rich"),
+        pg.sql(database, "SELECT indexname FROM pg_indexes WHERE tablename = 'customers' ORDER BY 1"),
+    )
+
+
+def fill_mariadb(maria: MariaDB, database: str) -> None:
+    maria.sql(
+        f"""
+        CREATE DATABASE {database} CHARACTER SET utf8mb4;
+        USE {database};
+        CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(200), price DECIMAL(10,2),
+                            data BLOB, created DATETIME(6)) ENGINE=InnoDB;
+        CREATE TABLE audit (item INT, at DATETIME(6)) ENGINE=InnoDB;
+        CREATE TRIGGER items_audit AFTER INSERT ON items FOR EACH ROW
+          INSERT INTO audit VALUES (NEW.id, NEW.created);
+        INSERT INTO items (title, price, data, created)
+          SELECT CONCAT('Artículo ', seq, ' ñ'), seq * 0.5, UNHEX(SHA2(seq, 256)),
+                 TIMESTAMP('2026-01-01') + INTERVAL seq MINUTE
+          FROM seq_1_to_3000;
+        """
+    )
+
+
+def mariadb_state(maria: MariaDB, database: str) -> tuple[str, ...]:
+    return (
+        maria.sql("SELECT id, title, price, HEX(data), created FROM items ORDER BY id", database),
+        maria.sql("SELECT * FROM audit ORDER BY item", database),
+        maria.sql("SHOW CREATE TABLE items", database),
+        maria.sql(
+            "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS "
+            f"WHERE TRIGGER_SCHEMA = '{database}'"
+        ),
+    )
+
+
+APP_BACKUP = (
+    "sh",
+    "-c",
+    'set -e; d="$SITES/site1/private/backups"; mkdir -p "$d"; '
+    'tar -C "$SITES/site1" -cf "$d/$(date +%s%N)-site1-files.tar" public-files',
+)
+APP_RESTORE = ("sh", "-c", 'ls -t "$SITES/site1/private/backups" | head -n 1 > "$SITES/restored-from"')
+
+
+def full_world(tmp: Path, pg: Postgres, maria: MariaDB) -> tuple[World, list[Any]]:
+    """Three services as the real ones register them: chat (Postgres + storage), hub (MariaDB, its
+    sites with excludes and its own backup command), edge (acme.json)."""
+    w = World(tmp, pg, maria)
+    db = f"db_{uuid.uuid4().hex[:12]}"
+    fill_postgres(pg, db)
+    fill_mariadb(maria, db)
+    storage, sites, acme = (
+        w.location("chat", "storage"),
+        w.location("hub", "sites"),
+        w.location("edge", "letsencrypt"),
+    )
+    fill_files(Path(storage.source), 1)
+    site = Path(sites.source) / "site1"
+    (site / "public-files").mkdir(parents=True)
+    (site / "public-files" / "logo.png").write_bytes(os.urandom(50_000))
+    (site / "site_config.json").write_text('{"encryption_key": "k1"}')
+    (Path(sites.source) / "assets").mkdir()
+    (Path(sites.source) / "assets" / "app.css").write_text("body{}")
+    Path(acme.source, "acme.json").write_text('{"le": {}}')
+    sources = [
+        FileSet("edge", acme),
+        DatabaseDump("chat", "postgres", "unused", db, pg.user, "TEST_DB_PASSWORD"),
+        FileSet("chat", storage),
+        DatabaseDump("hub", "mariadb", "unused", db, "root", "TEST_DB_PASSWORD"),
+        AppBackupCommand("hub", "unused", APP_BACKUP, sites, "*/private/backups", restore=APP_RESTORE),
+        FileSet("hub", sites, exclude=("assets", "*/private")),
+    ]
+    w.install(sources)
+    return w, sources
+
+
+def app_env(w: World) -> dict[str, str]:
+    return {"SITES": str(w.data("hub", "sites"))}
+
+
+# -- dump, back up, wipe, restore ----------------------------------------------------------------------------
+
+
+def test_backup_wipe_restore_gives_back_identical_files_and_tables(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, sources = full_world(tmp_path, pg, maria)
+    db = sources[1].database
+    assert "created repository" in w.vh("init").stdout
+    run = w.vh("run", "--reason", "manual", extra_env=app_env(w))
+    assert "dumped chat/postgres-" in run.stdout and "dumped hub/mariadb-" in run.stdout
+    [snap] = snapshots(w.repo)
+    assert sorted(snap["tags"]) == ["client=clientea", "reason=manual"] and snap["hostname"] == CLIENT
+    assert not list((w.home / "stage").glob("*/*")), "no dump stays on disk once it is in the repository"
+
+    before = {
+        name: tree(w.data(*name.split("/"))) for name in ("chat/storage", "hub/sites", "edge/letsencrypt")
+    }
+    pg_before, maria_before = postgres_state(pg, db), mariadb_state(maria, db)
+
+    # Wipe: the databases go entirely, the files are emptied and a stray file appears; excluded
+    # content (hub's assets) changes and must be left alone by the restore.
+    pg.sql("postgres", f'DROP DATABASE "{db}"')
+    maria.sql(f"DROP DATABASE {db}")
+    for name in ("chat/storage", "edge/letsencrypt"):
+        directory = w.data(*name.split("/"))
+        shutil.rmtree(directory)
+        directory.mkdir()
+    (w.data("chat", "storage") / "stray.txt").write_text("not in the snapshot")
+    shutil.rmtree(w.data("hub", "sites") / "site1" / "public-files")
+    (w.data("hub", "sites") / "site1" / "site_config.json").write_text('{"encryption_key": "WRONG"}')
+    (w.data("hub", "sites") / "assets" / "app.css").write_text("rebuilt since")
+
+    plan = w.vh("restore", "latest", extra_env=app_env(w))
+    assert "nothing changed: add --yes" in plan.stdout and not (w.data("chat", "storage") / "empty").exists()
+    done = w.vh("restore", "latest", "--yes", extra_env=app_env(w))
+    assert "imported chat/postgres-" in done.stdout and "imported hub/mariadb-" in done.stdout
+
+    assert postgres_state(pg, db) == pg_before
+    assert mariadb_state(maria, db) == maria_before
+    assert tree(w.data("chat", "storage")) == before["chat/storage"]
+    assert tree(w.data("edge", "letsencrypt")) == before["edge/letsencrypt"]
+    after_sites = tree(w.data("hub", "sites"))
+    restored_from = after_sites.pop("restored-from")  # written by the app's restore command
+    assert after_sites.pop("assets/app.css") != before["hub/sites"].pop("assets/app.css")  # untouched
+    assert after_sites == before["hub/sites"]
+    newest = sorted((w.data("hub", "sites") / "site1" / "private" / "backups").iterdir())[-1]
+    assert (w.data("hub", "sites") / "restored-from").read_text().strip() == newest.name and restored_from
+    # What the restore replaced is kept aside, not deleted.
+    [aside] = (w.home).glob("restore-*/previous")
+    assert (
+        aside / str(w.data("chat", "storage")).lstrip("/") / "stray.txt"
+    ).read_text() == "not in the snapshot"
+
+
+def test_one_service_restores_alone(tmp_path: Path, pg: Postgres, maria: MariaDB) -> None:
+    w, sources = full_world(tmp_path, pg, maria)
+    w.vh("init")
+    w.vh("run", "--reason", "manual", extra_env=app_env(w))
+    db = sources[1].database
+    pg_before = postgres_state(pg, db)
+    storage_before = tree(w.data("chat", "storage"))
+    pg.sql(db, "DELETE FROM customers WHERE id % 2 = 0")
+    (w.data("chat", "storage") / "empty").write_text("changed")
+    maria.sql("DELETE FROM items WHERE id > 10", db)  # hub changes after the snapshot: they must stay
+    (w.data("edge", "letsencrypt") / "acme.json").write_text('{"renewed": true}')
+
+    w.vh("restore", "latest", "--service", "chat", "--yes")
+
+    assert postgres_state(pg, db) == pg_before and tree(w.data("chat", "storage")) == storage_before
+    assert maria.sql("SELECT count(*) FROM items", db).strip() == "10"
+    assert (w.data("edge", "letsencrypt") / "acme.json").read_text() == '{"renewed": true}'
+
+
+# -- a failing dump records nothing --------------------------------------------------------------------------
+
+
+def _shim(directory: Path, name: str, body: str) -> None:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize("failure", ["missing-database", "wrong-password", "app-command", "truncated-dump"])
+def test_a_failing_dump_fails_the_run_and_records_no_snapshot(
+    tmp_path: Path, pg: Postgres, maria: MariaDB, failure: str
+) -> None:
+    w, sources = full_world(tmp_path, pg, maria)
+    db = sources[1].database
+    w.vh("init")
+    w.vh("run", extra_env=app_env(w))
+    env = app_env(w)
+    if failure == "missing-database":
+        pg.sql("postgres", f'DROP DATABASE "{db}"')
+        expected = "chat/postgres-"
+    elif failure == "wrong-password":
+        env["TEST_DB_PASSWORD"] = "not-the-password"
+        expected = "chat/postgres-"
+    elif failure == "app-command":
+        shutil.rmtree(w.data("hub", "sites") / "site1" / "public-files")  # tar fails, as a broken app does
+        expected = "hub/app-sites: the app's backup command failed"
+    else:  # mariadb-dump stops half-way but exits 0: only the completeness check can notice
+        shims = tmp_path / "shims"
+        real = shutil.which("mariadb-dump")
+        _shim(shims, "mariadb-dump", f'{real} "$@" | head -c 2000')
+        env["PATH"] = f"{shims}:{w.env()['PATH']}"
+        expected = "is truncated or empty"
+
+    proc = w.vh("run", check=False, extra_env=env)
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert len(snapshots(w.repo)) == 1, "the failed run recorded no snapshot"
+    assert not list((w.home / "stage").rglob("*.partial")), "no partial dump is left behind"
+
+
+# -- a run killed half-way -----------------------------------------------------------------------------------
+
+
+def _big_world(tmp: Path) -> World:
+    w = World(tmp)
+    location = w.location("chat", "storage")
+    for i in range(4):  # incompressible, so restic needs a few seconds
+        Path(location.source, f"video-{i}.bin").write_bytes(os.urandom(48 * 1024 * 1024))
+    w.install([FileSet("chat", location)])
+    w.vh("init")
+    return w
+
+
+def _start_and_wait_for_packs(w: World) -> subprocess.Popen[bytes]:
+    packs_before = len(list((w.repo / "data").rglob("*")))
+    proc = subprocess.Popen(
+        [PYTHON, str(SCRIPT), "--home", str(w.home), "run", "--reason", "daily"],
+        env=w.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list((w.repo / "data").rglob("*"))) <= packs_before + 2:
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return proc
+
+
+def _wait_until_gone(group: int) -> None:
+    """Until the kernel has reaped every process of the killed run (restic's lock names its PID: while a
+    zombie holds that PID, restic cannot tell the lock is stale)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if (
+                    entry.name.isdigit()
+                    and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == group
+                ):
+                    alive.append(entry.name)
+            except (OSError, ValueError, IndexError):
+                continue
+        if not alive:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"processes of the killed run are still there: {alive}")
+
+
+def test_a_run_killed_mid_backup_leaves_a_sound_repository_and_the_next_run_succeeds(tmp_path: Path) -> None:
+    w = _big_world(tmp_path)
+    proc = _start_and_wait_for_packs(w)
+    os.killpg(proc.pid, signal.SIGKILL)  # power loss: nothing gets to clean up
+    proc.wait()
+    _wait_until_gone(proc.pid)
+
+    assert snapshots(w.repo) == [], "no snapshot from a run that never finished"
+    checked = w.vh("check", "--subset", "100%")  # clears the dead run's stale lock, reads every pack
+    assert "check passed" in checked.stdout
+    w.vh("run", "--reason", "daily")
+    assert [s["tags"] for s in snapshots(w.repo)] == [["client=clientea", "reason=daily"]]
+    assert "no errors were found" in restic(w.repo, "check", "--read-data")
+
+
+def test_a_run_stopped_by_systemd_ends_cleanly_without_a_stale_lock(tmp_path: Path) -> None:
+    w = _big_world(tmp_path)
+    proc = _start_and_wait_for_packs(w)
+    proc.send_signal(signal.SIGTERM)  # to vh-backup only, as `systemctl stop` does first
+    assert proc.wait(timeout=60) == 130
+    assert snapshots(w.repo) == []
+    assert list((w.repo / "locks").iterdir()) == [], "restic removed its lock on the way out"
+    assert "no errors were found" in restic(w.repo, "check")
+
+
+# -- the repository's password -------------------------------------------------------------------------------
+
+
+def test_a_wrong_repository_password_is_a_clear_error(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    location = w.location("edge", "letsencrypt")
+    Path(location.source, "acme.json").write_text("{}")
+    w.install([FileSet("edge", location)])
+    w.vh("init")
+    w.vh("run")
+    w.install([FileSet("edge", location)], repo_password="not-the-repository-password")
+
+    for args in (("run",), ("snapshots",), ("init",), ("restore", "latest")):
+        proc = w.vh(*args, check=False)
+        assert proc.returncode == 1, args
+        assert f"the password in {w.home}/restic.env does not open the repository {w.repo}" in proc.stderr
+        assert "backup.repositoryPassword" in proc.stderr and "Traceback" not in proc.stderr
+    fresh = w.vh("freshness", check=False)
+    assert fresh.returncode == 2 and fresh.stdout.startswith("UNKNOWN: the password in")
+    assert len(snapshots(w.repo)) == 1
+
+
+def test_init_twice_is_harmless(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.install([], with_sources=False)
+    first = w.vh("init")
+    config = restic(w.repo, "cat", "config")
+    assert json.loads(config)["version"] == 2, "format 2 (compression) even on restic 0.14"
+    location = w.location("edge", "letsencrypt")
+    Path(location.source, "acme.json").write_text("{}")
+    w.install([FileSet("edge", location)])
+    w.vh("run")
+    second = w.vh("init")
+    assert "created repository" in first.stdout and "exists (format 2)" in second.stdout
+    assert restic(w.repo, "cat", "config") == config and len(snapshots(w.repo)) == 1
+
+
+# -- retention -----------------------------------------------------------------------------------------------
+
+
+def restic_policy(times: list[datetime], daily: int, weekly: int, monthly: int) -> set[datetime]:
+    """restic's documented policy (doc 060): newest first, a snapshot is kept when it is the first one seen
+    of a new day / ISO week / month and that rule still has count left; the rules are OR-ed."""
+    kept: set[datetime] = set()
+    rules = [
+        (daily, lambda t: t.date()),
+        (weekly, lambda t: t.isocalendar()[:2]),
+        (monthly, lambda t: (t.year, t.month)),
+    ]
+    for count, bucket in rules:
+        last = None
+        for t in sorted(times, reverse=True):
+            if count and bucket(t) != last:
+                kept.add(t)
+                last = bucket(t)
+                count -= 1
+    return kept
+
+
+def test_retention_keeps_exactly_what_the_policy_says(tmp_path: Path) -> None:
+    w = World(tmp_path, keep=(7, 5, 12))
+    location = w.location("edge", "letsencrypt")
+    Path(location.source, "acme.json").write_text("{}")
+    w.install([FileSet("edge", location)])
+    w.vh("init")
+    # 15 months of runs, thinned out where the policy cannot tell the difference: daily for ten days,
+    # every 6th day for the rest of two months, every 29th day before that; two runs on some days; and a
+    # few pre-update snapshots of hub (a group of their own).
+    newest = datetime(2026, 11, 20, 3, 0)
+    daily = [newest - timedelta(days=d) for d in [*range(0, 10), *range(10, 60, 6), *range(60, 460, 29)]]
+    daily += [newest - timedelta(days=1, hours=-9), newest - timedelta(days=30, hours=-12)]
+    pre_update = [newest - timedelta(days=d, hours=-11) for d in (2, 3, 200)]
+    for t in daily:
+        snapshot_at(w.repo, location.source, t, "reason=daily")
+    for t in pre_update:
+        snapshot_at(w.repo, location.source, t, "reason=pre-update", "service=hub")
+
+    out = w.vh("forget")
+
+    assert "retention applied: --keep-daily=7 --keep-weekly=5 --keep-monthly=12" in out.stdout
+    left = {
+        (datetime.strptime(s["time"][:19], "%Y-%m-%dT%H:%M:%S"), "service=hub" in s["tags"])
+        for s in snapshots(w.repo)
+    }
+    expected = {(t, False) for t in restic_policy(daily, 7, 5, 12)} | {
+        (t, True) for t in restic_policy(pre_update, 7, 5, 12)
+    }
+    assert left == expected
+    # The policy as the seed states it: the last 7 days, a month of weeks, a year of months.
+    kept_daily = sorted(t for t, hub in left if not hub)
+    last_week = [newest - timedelta(days=d) + timedelta(hours=9 if d == 1 else 0) for d in range(6, -1, -1)]
+    assert kept_daily[-7:] == last_week and kept_daily[0] < newest - timedelta(days=300)
+
+
+def test_retention_numbers_come_from_the_stack(tmp_path: Path) -> None:
+    w = World(tmp_path, keep=(2, 0, 1))
+    location = w.location("edge", "letsencrypt")
+    Path(location.source, "acme.json").write_text("{}")
+    w.install([FileSet("edge", location)])
+    w.vh("init")
+    newest = datetime(2026, 11, 20, 3, 0)
+    times = [newest - timedelta(days=d) for d in (0, 1, 2, 40)]
+    for t in times:
+        snapshot_at(w.repo, location.source, t, "reason=daily")
+    assert "--keep-daily=2 --keep-monthly=1" in w.vh("forget").stdout
+    assert sorted(s["time"][:10] for s in snapshots(w.repo)) == ["2026-11-19", "2026-11-20"]
+
+
+# -- freshness, pre-update, check ----------------------------------------------------------------------------
+
+
+def test_freshness_reads_the_repository_not_the_job(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    location = w.location("edge", "letsencrypt")
+    Path(location.source, "acme.json").write_text("{}")
+    w.install([FileSet("edge", location)])
+    w.vh("init")
+    none = w.vh("freshness", check=False)
+    assert none.returncode == 1 and none.stdout.startswith("STALE: clientea has no complete snapshot")
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=30)
+    snapshot_at(w.repo, location.source, old, "reason=daily")
+    # A newer snapshot of one service alone does not make the client's backup fresh.
+    snapshot_at(w.repo, location.source, None, "reason=pre-update", "service=edge")
+    stale = w.vh("freshness", check=False)
+    assert (
+        stale.returncode == 1
+        and "STALE: newest complete snapshot" in stale.stdout
+        and "30.0 h old" in stale.stdout
+    )
+    assert w.vh("freshness", "--max-age-hours", "31").stdout.startswith("OK: ")
+    w.vh("run", "--reason", "daily")
+    fresh = w.vh("freshness")
+    assert fresh.stdout.startswith("OK: newest complete snapshot") and "(limit 26 h)" in fresh.stdout
+
+
+def test_pre_update_snapshot_of_one_service_and_first_deploy(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, _ = full_world(tmp_path, pg, maria)
+    (w.home / "sources.json").rename(w.home / "sources.later")
+    w.vh("init")
+    first = w.vh("run", "--reason", "pre-update", "--service", "chat", "--if-deployed")
+    assert "nothing deployed yet" in first.stdout and snapshots(w.repo) == []
+    (w.home / "sources.later").rename(w.home / "sources.json")
+
+    w.vh("run", "--reason", "pre-update", "--service", "chat", "--if-deployed")
+
+    [snap] = snapshots(w.repo)
+    assert sorted(snap["tags"]) == ["client=clientea", "reason=pre-update", "service=chat"]
+    files = restic(w.repo, "ls", snap["id"])
+    assert (
+        "postgres-" in files and "/chat/storage/" in files and "mariadb-" not in files and "acme" not in files
+    )
+    # `restore latest --service chat` finds it; a whole-client restore needs a complete snapshot.
+    assert "restore clientea from snapshot" in w.vh("restore", "latest", "--service", "chat").stdout
+    whole = w.vh("restore", snap["id"][:8], check=False)
+    assert whole.returncode == 1 and "holds only chat: add --service" in whole.stderr
+
+
+def test_check_reads_data_and_finds_damage(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    location = w.location("chat", "storage")
+    fill_files(Path(location.source), 3)
+    w.install([FileSet("chat", location)])
+    w.vh("init")
+    w.vh("run")
+    assert "data slice 100%" in w.vh("check", "--subset", "100%").stdout
+    pack = max((p for p in (w.repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    pack.chmod(0o600)
+    damaged = bytearray(pack.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    pack.write_bytes(bytes(damaged))
+    proc = w.vh("check", "--subset", "100%", check=False)
+    assert proc.returncode == 1 and "restic check failed" in proc.stderr
+
+
+# -- the docker runtime, as installed on a host ------------------------------------------------------------
+
+
+def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
+    tmp_path: Path, pg: Postgres
+) -> None:
+    """The settings exactly as the program writes them (runtime docker, the pinned image): vh-backup's
+    docker calls go to a stand-in CLI (tests/docker_shim.py) that runs Debian's restic and the dumps here,
+    checks that every volume is mounted at its own path, and records each call."""
+    w = World(tmp_path, pg)
+    db = f"db_{uuid.uuid4().hex[:12]}"
+    fill_postgres(pg, db)
+    storage = w.location("chat", "storage")
+    fill_files(Path(storage.source), 2)
+    uploads_path = w.data("chat", "uploads-volume")
+    uploads_path.mkdir(parents=True)
+    (uploads_path / "avatar.png").write_bytes(os.urandom(10_000))
+    uploads = DataLocation("chat", "uploads", "clientea-chat-uploads", "volume")
+    sources = [
+        DatabaseDump("chat", "postgres", "clientea-chat-postgres", db, pg.user, "POSTGRES_PASSWORD"),
+        FileSet("chat", storage),
+        FileSet("chat", uploads),
+    ]
+    w.install(sources)
+    (w.home / "settings.json").write_text(
+        json.dumps(backup.settings(CLIENT, _config(w), "restic/restic:0.19.1"))
+    )
+    (w.home / "sources.json").write_text(json.dumps(backup.sources_manifest(sources)))
+    shim, bin_dir = tmp_path / "shim", tmp_path / "bin"
+    shim.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\nexec {PYTHON} {ROOT / "tests" / "docker_shim.py"} "$@"\n')
+    (bin_dir / "docker").chmod(0o755)
+
+    def labels(client: str) -> dict[str, str]:
+        return {"io.versatilehub.client": client, "io.versatilehub.service": "chat"}
+
+    database_env = {"POSTGRES_PASSWORD": PASSWORD, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port)}
+    state = {
+        "containers": {
+            "clientea-chat-postgres": {"labels": labels(CLIENT), "env": database_env, "running": True},
+            "clientea-chat-rails": {"labels": labels(CLIENT), "env": {}, "running": True},
+            "clientea-chat-sidekiq": {"labels": labels(CLIENT), "env": {}, "running": True},
+            "clienteb-chat-rails": {"labels": labels("clienteb"), "env": {}, "running": True},
+        },
+        "volumes": {"clientea-chat-uploads": str(uploads_path)},
+    }
+    (shim / "state.json").write_text(json.dumps(state))
+    env = {
+        "PATH": f"{bin_dir}:{pg.tool_path()}",
+        "DOCKER_SHIM_STATE": str(shim),
+        "TEST_DB_PASSWORD": "unused",
+    }
+
+    w.vh("init", extra_env=env)
+    w.vh("run", "--reason", "pre-update", "--service", "chat", "--if-deployed", extra_env=env)
+    w.vh("run", "--reason", "daily", extra_env=env)
+    assert [sorted(s["tags"]) for s in snapshots(w.repo)] == [
+        ["client=clientea", "reason=pre-update", "service=chat"],
+        ["client=clientea", "reason=daily"],
+    ]
+    before = (postgres_state(pg, db), tree(Path(storage.source)), tree(uploads_path))
+    pg.sql("postgres", f'DROP DATABASE "{db}"')
+    shutil.rmtree(storage.source)
+    (uploads_path / "avatar.png").write_text("overwritten")
+
+    w.vh("restore", "latest", "--yes", extra_env=env)
+
+    assert (postgres_state(pg, db), tree(Path(storage.source)), tree(uploads_path)) == before
+    calls = [json.loads(line) for line in (shim / "calls.jsonl").read_text().splitlines()]
+    # The app stops while its data changes, its database stays up for the import, other clients are untouched.
+    lifecycle = [c for c in calls if c[0] in ("stop", "start", "restart")]
+    assert lifecycle == [
+        ["stop", "clientea-chat-rails"],
+        ["stop", "clientea-chat-sidekiq"],
+        ["start", "clientea-chat-rails"],
+        ["start", "clientea-chat-sidekiq"],
+    ]
+    dumps = [c for c in calls if c[0] == "exec" and "pg_dump" in c]
+    assert len(dumps) == 2 and all(c[1] == "clientea-chat-postgres" for c in dumps)
+    runs = [c for c in calls if c[0] == "run"]
+    assert all(
+        c[c.index("--entrypoint") + 1 : c.index("--entrypoint") + 3]
+        == ["/usr/bin/restic", "restic/restic:0.19.1"]
+        for c in runs
+    )
+    backups = [c for c in runs if "backup" in c[c.index("--entrypoint") + 3 :]]
+    assert all(
+        " ".join(c).count("--cap-add") == 1 and "--cap-add DAC_READ_SEARCH" in " ".join(c) for c in backups
+    )
+    assert any(f"{uploads_path}:{uploads_path}:ro" in c for c in backups), "the volume, by its mount point"
+    [restore] = [c for c in runs if "restore" in c]
+    assert [restore[i + 1] for i, a in enumerate(restore) if a == "--cap-add"] == [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+    ]
+    for call in calls:
+        assert REPO_PASSWORD not in json.dumps(call) and PASSWORD not in json.dumps(call)
+        names = [call[i + 1] for i, a in enumerate(call) if a == "--env"]
+        assert all(re.fullmatch(r"[A-Z_]+", n) for n in names), names
+
+    # Before a service's first deployment (no container yet) the pre-update step has nothing to take.
+    state["containers"] = {}
+    (shim / "state.json").write_text(json.dumps(state))
+    skipped = w.vh("run", "--reason", "pre-update", "--service", "chat", "--if-deployed", extra_env=env)
+    assert "nothing deployed yet for chat" in skipped.stdout and len(snapshots(w.repo)) == 2
+
+
+def _config(w: World) -> BackupConfig:
+    return BackupConfig.model_validate({"repository": str(w.repo)})
