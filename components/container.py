@@ -55,35 +55,34 @@ class Attach:
 
 
 class Images:
-    """One `RemoteImage` per pinned reference per stack; containers share it."""
+    """One `RemoteImage` per image key per stack; every container of that key shares it.
+
+    Per key, not per reference: two keys may pin the same reference today (each service's Redis), and
+    bumping one of them must change only that key's pull and its containers, with an exact preview.
+    """
 
     def __init__(self, config: SuiteConfig, parent: pulumi.Resource):
         self._config = config
         self._parent = parent
-        self._pulled: dict[str, docker.RemoteImage] = {}  # by reference
-        self._keys: list[str] = []
+        self._pulled: dict[str, docker.RemoteImage] = {}
 
     def get(self, key: str) -> docker.RemoteImage:
-        reference = self._config.pin(key)
-        if key not in self._keys:
-            self._keys.append(key)
-        if reference not in self._pulled:
-            # Two keys may pin the same reference (each service's Redis): the first one names the pull.
-            self._pulled[reference] = docker.RemoteImage(
+        if key not in self._pulled:
+            self._pulled[key] = docker.RemoteImage(
                 f"image-{key}",
-                name=reference,
-                # Never delete an image on replace/destroy: another stack on the host may run it.
+                name=self._config.pin(key),
+                # Never delete an image on replace/destroy: another container or stack may run it.
                 keep_locally=True,
                 opts=pulumi.ResourceOptions(parent=self._parent),
             )
-        return self._pulled[reference]
+        return self._pulled[key]
 
     def reference(self, key: str) -> str:
         return self._config.pin(key)
 
     def used(self) -> list[str]:
         """The image keys this stack pulls (for the deployed-versions output)."""
-        return list(self._keys)
+        return list(self._pulled)
 
 
 def _env_list(envs: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:

@@ -43,7 +43,9 @@ class Suite(pulumi.ComponentResource):
         self.edge = Edge("edge", d, opts=pulumi.ResourceOptions(parent=self)) if config.runs_traefik else None
         # Backups (when on) install d.pre_update_hook here, before the services ask for it.
         self.backup = (
-            BackupRepository("backup", d, opts=pulumi.ResourceOptions(parent=self)) if config.backup.enabled else None
+            BackupRepository("backup", d, opts=pulumi.ResourceOptions(parent=self))
+            if config.backup.enabled
+            else None
         )
 
         self.services: dict[str, Any] = {}
@@ -52,7 +54,9 @@ class Suite(pulumi.ComponentResource):
         # The schedule reads what the services registered; the initial backup waits for them to be up.
         deployed = [*self.services.values(), *([self.edge] if self.edge is not None else [])]
         self.backup_schedule = (
-            BackupSchedule("backup-schedule", d, self.backup, deployed, opts=pulumi.ResourceOptions(parent=self))
+            BackupSchedule(
+                "backup-schedule", d, self.backup, deployed, opts=pulumi.ResourceOptions(parent=self)
+            )
             if self.backup is not None
             else None
         )

@@ -545,6 +545,27 @@ def run(m: Manifest, env_file: str, reason: str, services: Sequence[str]) -> str
             if name != "manifest.json":
                 shutil.rmtree(os.path.join(m.stage, name), ignore_errors=True)
 
+    try:
+        snapshot = _snapshot(m, restic, reason, services, sources, scope)
+    finally:
+        # Whatever happened, no database copy stays on disk: the dumps are in the repository, or worthless.
+        for service in scope:
+            shutil.rmtree(os.path.join(m.stage, service), ignore_errors=True)
+    if reason == "daily" and not services:
+        retention(m, restic)
+    say(f"backup of {m.client} done in {time.monotonic() - started:.1f} s")
+    return snapshot
+
+
+def _snapshot(
+    m: Manifest,
+    restic: Restic,
+    reason: str,
+    services: Sequence[str],
+    sources: Sequence[dict[str, Any]],
+    scope: Sequence[str],
+) -> str:
+    """Dump and copy every source, then one `restic backup`; the snapshot's id."""
     paths: list[str] = []
     excludes: list[str] = []
     resolved: dict[str, Any] = {}
@@ -599,12 +620,6 @@ def run(m: Manifest, env_file: str, reason: str, services: Sequence[str]) -> str
         raise Failure(f"restic backup reported no snapshot: {_tail(proc.stdout)}")
     snapshot = saved.group(1)
     say(f"snapshot {snapshot} saved ({reason}, {', '.join(scope)}) in {time.monotonic() - clock:.1f} s")
-    # The dumps are in the repository now; no database copy stays on disk.
-    for service in scope:
-        shutil.rmtree(os.path.join(m.stage, service), ignore_errors=True)
-    if reason == "daily" and not services:
-        retention(m, restic)
-    say(f"backup of {m.client} done in {time.monotonic() - started:.1f} s")
     return snapshot
 
 

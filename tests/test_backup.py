@@ -126,9 +126,7 @@ def test_a_local_repository_takes_no_keys(plan: PlanFn) -> None:
 
 def test_an_adopted_repository_password_replaces_the_generated_one(plan: PlanFn) -> None:
     p = plan(["flow"], backup={**B2_STACK, "password": {"secure": "v1:test:old-password"}})
-    assert not p.of_type("random:index/randomPassword:RandomPassword") or all(
-        r.name != "backup-password" for r in p.of_type("random:index/randomPassword:RandomPassword")
-    )
+    assert "backup-password" not in {r.name for r in p.resources}
     env = harness.plain(p.named("backup-tool").inputs["environment"])
     assert env["VH_RESTIC_PASSWORD"] == harness.placeholder("versatilehub:backup.password")
     assert harness.is_secret(p.outputs["backup"]["repositoryPassword"])

@@ -29,7 +29,7 @@ import pytest
 
 from components import backup
 from components.config import BackupConfig
-from components.deployment import AppBackupCommand, DatabaseDump, FileSet
+from components.deployment import AppBackupCommand, BackupSource, DatabaseDump, FileSet
 from components.storage import DataLocation
 from tests.realservers import PASSWORD, MariaDB, Postgres
 
@@ -52,6 +52,18 @@ def maria() -> Iterator[MariaDB]:
     server = MariaDB().start()
     yield server
     server.stop()
+
+
+_TEMPLATE: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def template_repository(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One repository initialised per session and copied into each test: `restic init` spends ~2 s
+    calibrating its key derivation. The tests of init itself (and the docker runtime's) start empty."""
+    repo = tmp_path_factory.mktemp("template") / "repo"
+    restic(repo, "init", "--repository-version", "2")
+    _TEMPLATE.append(repo)
 
 
 def restic(repo: Path, *args: str, password: str = REPO_PASSWORD, check: bool = True) -> str:
@@ -82,6 +94,7 @@ class World:
     pg: Postgres | None = None
     maria: MariaDB | None = None
     keep: tuple[int, int, int] = (7, 5, 12)
+    fresh: bool = False  # start without a repository (else: a copy of the session's template)
 
     @property
     def home(self) -> Path:
@@ -104,6 +117,8 @@ class World:
     ) -> None:
         """What BackupRepository and BackupSchedule write on a host, with the runtime set to local."""
         self.home.mkdir(mode=0o700, exist_ok=True)
+        if not self.fresh and not self.repo.exists():
+            shutil.copytree(_TEMPLATE[0], self.repo)
         daily, weekly, monthly = self.keep
         keep = {"keepDaily": daily, "keepWeekly": weekly, "keepMonthly": monthly}
         config = BackupConfig.model_validate({"repository": str(self.repo), **keep})
@@ -286,7 +301,7 @@ def test_backup_wipe_restore_gives_back_identical_files_and_tables(
 ) -> None:
     w, sources = full_world(tmp_path, pg, maria)
     db = sources[1].database
-    assert "created repository" in w.vh("init").stdout
+    assert "exists (format 2)" in w.vh("init").stdout
     run = w.vh("run", "--reason", "manual", extra_env=app_env(w))
     assert "dumped chat/postgres-" in run.stdout and "dumped hub/mariadb-" in run.stdout
     [snap] = snapshots(w.repo)
@@ -494,7 +509,7 @@ def test_a_wrong_repository_password_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_init_twice_is_harmless(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    w = World(tmp_path, fresh=True)
     w.install([], with_sources=False)
     first = w.vh("init")
     config = restic(w.repo, "cat", "config")
@@ -656,7 +671,7 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     """The settings exactly as the program writes them (runtime docker, the pinned image): vh-backup's
     docker calls go to a stand-in CLI (tests/docker_shim.py) that runs Debian's restic and the dumps here,
     checks that every volume is mounted at its own path, and records each call."""
-    w = World(tmp_path, pg)
+    w = World(tmp_path, pg, fresh=True)
     db = f"db_{uuid.uuid4().hex[:12]}"
     fill_postgres(pg, db)
     storage = w.location("chat", "storage")
@@ -665,7 +680,7 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     uploads_path.mkdir(parents=True)
     (uploads_path / "avatar.png").write_bytes(os.urandom(10_000))
     uploads = DataLocation("chat", "uploads", "clientea-chat-uploads", "volume")
-    sources = [
+    sources: list[BackupSource] = [
         DatabaseDump("chat", "postgres", "clientea-chat-postgres", db, pg.user, "POSTGRES_PASSWORD"),
         FileSet("chat", storage),
         FileSet("chat", uploads),

@@ -85,22 +85,14 @@ def test_bumping_one_version_changes_exactly_what_runs_it(baseline: harness.Plan
     after = harness.run(stack(versions={key: new_tag}))
     before_by = {(r.type, r.name): r for r in baseline.resources}
     after_by = {(r.type, r.name): r for r in after.resources}
-    old_refs = {versions.reference(k) for k in moved}
     new_refs = {versions.reference(k, new_tag) for k in moved}
 
     def name(k: tuple[str, str]) -> str:
         return str(harness.plain(after_by[k].inputs)["name"])
 
     assert not set(before_by) - set(after_by), "a version bump removes nothing"
-    added = set(after_by) - set(before_by)
-    # Keys that pin one reference share one pull (each service's Redis); bumping one splits it, so the
-    # bumped key's pull, or the other key's at the unchanged reference, may be a new RemoteImage.
-    still_pinned = {versions.reference(k) for k in versions.IMAGES if k not in moved}
-    for k in added:
-        assert k[0] == IMAGE and name(k) in new_refs | (old_refs & still_pinned), f"a version bump adds {k}"
-    changed = added | {
-        k for k in before_by if harness.plain(before_by[k].inputs) != harness.plain(after_by[k].inputs)
-    }
+    assert set(after_by) == set(before_by), "a version bump adds nothing: each image key has its own pull"
+    changed = {k for k in before_by if harness.plain(before_by[k].inputs) != harness.plain(after_by[k].inputs)}
 
     pulls = {k for k in changed if k[0] == IMAGE}
     users = {
@@ -122,7 +114,7 @@ def test_bumping_one_version_changes_exactly_what_runs_it(baseline: harness.Plan
         )
     }
     assert any(name(k) in new_refs for k in pulls) or steps, f"{key} is run by nothing in the full suite"
-    assert all(name(k) in new_refs | old_refs for k in pulls), pulls
+    assert pulls == {(IMAGE, f"image-{k}") for k in moved}, pulls
     unexpected = sorted(
         f"{t} {n}: {sorted(_diff(before_by[(t, n)].plain_inputs, after_by[(t, n)].plain_inputs))}"
         for t, n in changed - pulls - users - steps
