@@ -43,6 +43,9 @@ STATE_DIR = "/home/node/.openclaw"
 AUTH_KEY_DIR = "/home/node/.config/openclaw"
 CONFIG_DIR = "/etc/openclaw"
 CONFIG_PATH = f"{CONFIG_DIR}/openclaw.json"
+# The CLI as the image's own command runs it (from the image's working directory): whether an `openclaw`
+# wrapper is on PATH differs between image builds, `node dist/index.js` does not.
+CLI = ("node", "dist/index.js")
 # Outside the state tree on purpose: `openclaw backup create` refuses an output inside what it archives.
 BACKUP_DIR = "/home/node/backups"
 BACKUP_GLOB = "*-openclaw-backup.tar.gz"
@@ -142,7 +145,7 @@ class Agent(pulumi.ComponentResource):
                     "sh",
                     "-c",
                     f"rm -f {BACKUP_DIR}/{BACKUP_GLOB} && "
-                    f"exec openclaw backup create --output {BACKUP_DIR} --verify",
+                    f"exec {' '.join(CLI)} backup create --output {BACKUP_DIR} --verify",
                 ),
                 data.locations["backups"],
                 output_subpath=BACKUP_GLOB,
@@ -216,7 +219,7 @@ class Agent(pulumi.ComponentResource):
             image="openclaw",
             user=UID,
             # Mode, bind address and port come from the config; no --allow-unconfigured.
-            command=["node", "dist/index.js", "gateway"],
+            command=[*CLI, "gateway"],
             envs=envs,
             mounts=[
                 data.mount("state", STATE_DIR),
@@ -244,7 +247,7 @@ class Agent(pulumi.ComponentResource):
             depends_on=[write_config, *data.ready, *upgrade],
         )
 
-        exec_cli = f"docker exec {container_name} openclaw"
+        exec_cli = f"docker exec {container_name} {' '.join(CLI)}"
         self.outputs = {
             "url": exposure.url,
             # What the Control UI asks for before a browser can pair; also the bearer for the /v1 API.

@@ -110,9 +110,13 @@ Hostname = Annotated[str, AfterValidator(_hostname)]
 Email = Annotated[str, AfterValidator(_email)]
 Timezone = Annotated[str, AfterValidator(_timezone)]
 Credential = Annotated[SecretStr, AfterValidator(_real_secret)]
+
+
 def _slug(value: str) -> str:
     if not re.fullmatch(r"[a-z](?:[a-z0-9-]{0,22}[a-z0-9])?", value):
-        raise ValueError("must be 1-24 lowercase letters, digits or hyphens, starting with a letter (it names containers)")
+        raise ValueError(
+            "must be 1-24 lowercase letters, digits or hyphens, starting with a letter (it names containers)"
+        )
     return value
 
 
@@ -123,7 +127,11 @@ class Model(BaseModel):
     """Stack config objects: camelCase keys as written in the stack file, typos rejected."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
     )
 
     def problems_when_enabled(self) -> list[str]:
@@ -136,7 +144,9 @@ class Model(BaseModel):
 # ---------------------------------------------------------------------------------------------------
 
 
-_SSH_RE = re.compile(r"ssh://(?P<user>[a-z_][a-z0-9_.-]{0,31})@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?")
+_SSH_RE = re.compile(
+    r"ssh://(?P<user>[a-z_][a-z0-9_.-]{0,31})@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?"
+)
 
 
 class HostConfig(Model):
@@ -177,7 +187,9 @@ class HostConfig(Model):
     @model_validator(mode="after")
     def _ssh_needs_key(self) -> HostConfig:
         if self.is_ssh and not self.ssh_host_key:
-            raise ValueError("sshHostKey: an ssh:// host needs its host key pinned (never trusted on first use)")
+            raise ValueError(
+                "sshHostKey: an ssh:// host needs its host key pinned (never trusted on first use)"
+            )
         return self
 
     @property
@@ -205,7 +217,9 @@ class HostConfig(Model):
 class WebNetworkConfig(Model):
     """The server's external `web` network: created by the first stack on a server, adopted by the rest."""
 
-    name: str = Field("web", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$", json_schema_extra={"example": "web"})
+    name: str = Field(
+        "web", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$", json_schema_extra={"example": "web"}
+    )
     create: bool = Field(True, json_schema_extra={"example": "false"})
 
 
@@ -214,15 +228,22 @@ class StorageConfig(Model):
 
     kind: Literal["bind", "volume"] = Field("bind", json_schema_extra={"example": "volume"})
     data_root: str = Field(
-        "/srv/versatilehub", pattern=r"^/[A-Za-z0-9._/-]*$", json_schema_extra={"example": "/srv/versatilehub"}
+        "/srv/versatilehub",
+        pattern=r"^/[A-Za-z0-9._/-]*$",
+        json_schema_extra={"example": "/srv/versatilehub"},
     )
 
     @field_validator("data_root")
     @classmethod
     def _not_system(cls, value: str) -> str:
         value = value.rstrip("/") or "/"
-        if value in {"/", "/etc", "/usr", "/bin", "/boot", "/dev", "/proc", "/sys", "/lib", "/var/run"} or ".." in value:
-            raise ValueError(f"{value!r} is a system directory; use a dedicated one such as /srv/versatilehub")
+        if (
+            value in {"/", "/etc", "/usr", "/bin", "/boot", "/dev", "/proc", "/sys", "/lib", "/var/run"}
+            or ".." in value
+        ):
+            raise ValueError(
+                f"{value!r} is a system directory; use a dedicated one such as /srv/versatilehub"
+            )
         return value
 
 
@@ -238,7 +259,9 @@ class TraefikConfig(Model):
     challenge: Literal["http", "tls"] = Field("http", json_schema_extra={"example": "tls"})
     dashboard: bool = Field(False, json_schema_extra={"example": "true"})
     cert_resolver: str = Field("le", pattern=r"^[a-zA-Z0-9_-]{1,40}$", json_schema_extra={"example": "le"})
-    log_level: Literal["DEBUG", "INFO", "WARN", "ERROR"] = Field("INFO", json_schema_extra={"example": "WARN"})
+    log_level: Literal["DEBUG", "INFO", "WARN", "ERROR"] = Field(
+        "INFO", json_schema_extra={"example": "WARN"}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -769,7 +792,9 @@ class SuiteConfig(Model):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)  # type: ignore[arg-type]
     portal: PortalConfig = Field(default_factory=PortalConfig)
     # Secrets (stored with --secret; kept as SecretStr so they never show in a repr or a log).
-    ssh_private_key: SecretStr | None = Field(None, json_schema_extra={"example": "--secret < ~/.ssh/id_ed25519"})
+    ssh_private_key: SecretStr | None = Field(
+        None, json_schema_extra={"example": "--secret < ~/.ssh/id_ed25519"}
+    )
 
     @field_validator("services", mode="before")
     @classmethod
@@ -802,7 +827,11 @@ class SuiteConfig(Model):
                 hint = difflib.get_close_matches(key, list(catalog.LIMITS), n=1)
                 raise ValueError(
                     f"{key!r} is not a container of this suite"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(sorted(catalog.LIMITS))}")
+                    + (
+                        f" (did you mean {hint[0]!r}?)"
+                        if hint
+                        else f"; known: {', '.join(sorted(catalog.LIMITS))}"
+                    )
                 )
         return value
 
@@ -810,21 +839,31 @@ class SuiteConfig(Model):
     def _cross_checks(self) -> SuiteConfig:
         problems: list[str] = []
         if self.mode == "suite" and self.acme_email is None:
-            problems.append("acmeEmail: the Let's Encrypt contact is required when this stack runs Traefik (mode suite)")
+            problems.append(
+                "acmeEmail: the Let's Encrypt contact is required when this stack runs Traefik (mode suite)"
+            )
         if self.mode == "standalone" and len(self.services) != 1:
             problems.append("services: mode standalone deploys exactly one service, without Traefik")
         if self.mode == "attach" and self.web_network.create:
-            problems.append("webNetwork.create: mode attach joins an edge that already runs, so set it to false")
+            problems.append(
+                "webNetwork.create: mode attach joins an edge that already runs, so set it to false"
+            )
         for service in sorted(set(self.hostnames) - set(self.services)):
-            problems.append(f"hostnames.{service}: {service} is not in services (remove this hostname or add the service)")
+            problems.append(
+                f"hostnames.{service}: {service} is not in services (remove this hostname or add the service)"
+            )
         seen: dict[str, str] = {}
         for service in self.services:
             name = self.hostname(service)
             if name in seen:
-                problems.append(f"hostnames.{service}: {name} is already {seen[name]}'s hostname (give each its own)")
+                problems.append(
+                    f"hostnames.{service}: {name} is already {seen[name]}'s hostname (give each its own)"
+                )
             seen[name] = service
         if self.traefik.dashboard and f"traefik.{self.domain}" in seen:
-            problems.append(f"hostnames.{seen[f'traefik.{self.domain}']}: traefik.{self.domain} is the dashboard's")
+            problems.append(
+                f"hostnames.{seen[f'traefik.{self.domain}']}: traefik.{self.domain} is the dashboard's"
+            )
         for service in self.services:
             problems.extend(f"{service}.{p}" for p in getattr(self, service).problems_when_enabled())
         if problems:
@@ -959,7 +998,9 @@ def _field_at(loc: tuple[Any, ...]) -> Any:
             if info is None:
                 return None
             current = info.annotation
-        elif typing.get_origin(current) is dict:  # a free-form key (`resources.hub-backend`): step into the value
+        elif (
+            typing.get_origin(current) is dict
+        ):  # a free-form key (`resources.hub-backend`): step into the value
             current = typing.get_args(current)[1]
         elif typing.get_origin(current) is list and isinstance(part, int):
             current = typing.get_args(current)[0]

@@ -97,6 +97,8 @@ class Edge(pulumi.ComponentResource):
                 "VERSION": "1",
                 "POST": "0",
                 "LOG_LEVEL": "warning",
+                # The edge network is IPv4 only; binding [::] fails on hosts booted with ipv6.disable=1.
+                "DISABLE_IPV6": "1",
             },
             mounts=[
                 docker.ContainerMountArgs(

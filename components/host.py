@@ -61,9 +61,9 @@ class Host:
             port=host.ssh_port,
             user=host.ssh_user,
             host_key=host.ssh_host_key,
+            # Without a key in the stack, the provider uses the operator's ssh-agent ($SSH_AUTH_SOCK at run
+            # time). Its path stays out of the inputs: it changes per login and would re-run every step.
             private_key=secret(key) if key is not None else None,
-            # Without a key in the stack, the operator's ssh-agent is used.
-            agent_socket_path=None if key is not None else os.environ.get("SSH_AUTH_SOCK"),
         )
 
     def run(

@@ -339,6 +339,10 @@ class Hub(pulumi.ComponentResource):
         )
 
         frappe_ready = [configured, self.mariadb, self.redis_cache, self.redis_queue, *upgrade]
+        # Every Frappe process's entrypoint re-links sites/assets on the shared volume (rm, then ln). Started
+        # together, one `ln` can land between another's `rm` and `ln` and try to write into the read-only
+        # image: start them one after another instead.
+        started: list[docker.Container] = []
 
         def frappe_process(
             role: str,
@@ -349,7 +353,7 @@ class Hub(pulumi.ComponentResource):
             envs: Mapping[str, pulumi.Input[str]] | None = None,
             egress: bool = False,
         ) -> docker.Container:
-            return d.container(
+            process = d.container(
                 parent=self,
                 service=SERVICE,
                 role=role,
@@ -362,8 +366,10 @@ class Hub(pulumi.ComponentResource):
                 networks=with_egress if egress else on_internal,
                 healthcheck=healthcheck,
                 no_healthcheck_reason=no_healthcheck_reason,
-                depends_on=frappe_ready,
+                depends_on=[*frappe_ready, *started[-1:]],
             )
+            started.append(process)
+            return process
 
         worker_reason = "PID 1 is the worker (or scheduler) itself: a crash exits it and Docker restarts it"
         self.backend = frappe_process(
@@ -452,7 +458,7 @@ class Hub(pulumi.ComponentResource):
             # nginx itself (any HTTP answer): Traefik drops unhealthy containers, and a slow backend should
             # show as a 502 from here, not make the hostname vanish.
             healthcheck=Healthcheck(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{FRONTEND_PORT}/"]),
-            depends_on=[self.backend, self.websocket, *upgrade],
+            depends_on=[self.backend, self.websocket, self.scheduler, *upgrade],  # the last one started
         )
 
         # -- the site, its company, its public URL, its migrations -------------------------------------------

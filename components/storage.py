@@ -78,15 +78,15 @@ class ServiceData:
             for d in dirs
         )
         if self.kind == "bind":
-            sources = f"mkdir -p {shlex.quote(root)}\n"
+            # `-v` makes the Docker daemon create a missing source as root: the deploy user needs no
+            # write access to the data root, only to the Docker socket.
             mount_flags = f"-v {shlex.quote(root)}:/data"
         else:
-            sources = ""
             mount_flags = " ".join(
                 f"-v {shlex.quote(self.locations[d.name].source)}:/data/{d.name}" for d in dirs
             )
         script = (
-            f"{sources}docker run --rm --network none --entrypoint /bin/sh {mount_flags} "
+            f"docker run --rm --network none --entrypoint /bin/sh {mount_flags} "
             f"{shlex.quote(helper_image)} -c {shlex.quote(chown)}\n"
         )
         self.ready.append(

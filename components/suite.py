@@ -50,7 +50,9 @@ class Suite(pulumi.ComponentResource):
 
         self.services: dict[str, Any] = {}
         for service in config.services:
-            self.services[service] = SERVICE_COMPONENTS[service](service, d, opts=pulumi.ResourceOptions(parent=self))
+            self.services[service] = SERVICE_COMPONENTS[service](
+                service, d, opts=pulumi.ResourceOptions(parent=self)
+            )
         # The schedule reads what the services registered; the initial backup waits for them to be up.
         deployed = [*self.services.values(), *([self.edge] if self.edge is not None else [])]
         self.backup_schedule = (
@@ -91,8 +93,11 @@ class Suite(pulumi.ComponentResource):
         if self.verify is not None:
             out["verification"] = {"endpoints": self.verify.endpoints, "lastRun": self.verify.results}
         if self.edge is not None and self.edge.dashboard_url:
-            out["traefikDashboard"] = {"url": self.edge.dashboard_url, "user": "admin",
-                                       "password": self.edge.dashboard_password}
+            out["traefikDashboard"] = {
+                "url": self.edge.dashboard_url,
+                "user": "admin",
+                "password": self.edge.dashboard_password,
+            }
         for name, component in self.services.items():
             out[name] = component.outputs
         if self.backup_schedule is not None:

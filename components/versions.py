@@ -66,7 +66,9 @@ IMAGES: dict[str, Pin] = {
     "restic": Pin("restic/restic", "0.19.1"),
 }
 
-MOVING_TAGS = frozenset({"latest", "stable", "main", "master", "edge", "develop", "nightly", "beta", "next", "rc"})
+MOVING_TAGS = frozenset(
+    {"latest", "stable", "main", "master", "edge", "develop", "nightly", "beta", "next", "rc"}
+)
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 
 

@@ -271,8 +271,8 @@ def test_outputs_name_the_url_version_and_pairing_commands(plan: PlanFn) -> None
     assert out["url"] == "https://agent.clientea.com"
     assert out["version"] == "2026.10.1" and out["model"] == MODEL
     assert out["pairing"] == {
-        "list": f"docker exec {GATEWAY} openclaw devices list",
-        "approve": f"docker exec {GATEWAY} openclaw devices approve <requestId>",
+        "list": f"docker exec {GATEWAY} node dist/index.js devices list",
+        "approve": f"docker exec {GATEWAY} node dist/index.js devices approve <requestId>",
     }
 
 
@@ -294,7 +294,9 @@ def test_backups_use_openclaws_own_archive_never_the_live_sqlite() -> None:
     [archive] = [s for s in sources if isinstance(s, AppBackupCommand)]
     assert archive.container == GATEWAY and archive.user == "1000:1000"
     assert archive.command[:2] == ("sh", "-c")
-    assert archive.command[2].endswith("exec openclaw backup create --output /home/node/backups --verify")
+    assert archive.command[2].endswith(
+        "exec node dist/index.js backup create --output /home/node/backups --verify"
+    )
     assert archive.output.source == "/srv/versatilehub/clientea/agent/backups"
     assert archive.output_subpath == "*-openclaw-backup.tar.gz"
     files = [s for s in sources if isinstance(s, FileSet)]

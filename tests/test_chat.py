@@ -548,7 +548,7 @@ def test_bootstrap_is_idempotent_when_run_for_real(plan: PlanFn, tmp_path: Path)
 
 def test_data_under_the_data_root_with_the_right_owners(routed: harness.Plan) -> None:
     text = script(routed.named("chat-data-dirs"))
-    assert "mkdir -p /srv/versatilehub/clientea/chat" in text
+    assert "-v /srv/versatilehub/clientea/chat:/data " in text  # the daemon creates the directory
     for line in (
         "-o 999 -g 999 -m 0700 /data/postgres",
         "-o 999 -g 1000 -m 0750 /data/redis",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -25,7 +24,9 @@ def raw(services: Any = ("hub",), **overrides: Any) -> dict[str, str]:
     return stack(services, **overrides)[0]
 
 
-def problems(services: Any = ("hub",), secret_keys: frozenset[str] = frozenset(), **overrides: Any) -> list[str]:
+def problems(
+    services: Any = ("hub",), secret_keys: frozenset[str] = frozenset(), **overrides: Any
+) -> list[str]:
     values, secrets = stack(services, **overrides)
     with pytest.raises(ConfigError) as info:
         parse(values, secrets | secret_keys)

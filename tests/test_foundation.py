@@ -266,7 +266,8 @@ def test_plan_tool_json_has_the_documented_shape(capsys: pytest.CaptureFixture[s
 def test_plan_tool_table_lists_containers_and_the_budget(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan_tool.main(["clienteA"]) == 0
     out = capsys.readouterr().out
-    assert "container  clientea-edge-traefik" in out
+    assert re.search(r"^container +clientea-edge-traefik +traefik:v3", out, re.M)
+    assert "planned with placeholders: versatilehub:backup.keyId" in out, "the stack file holds no secret"
     assert "0.0.0.0:80->8000" in out and "MB of 16384 MB host RAM" in out
     assert "not `pulumi preview`" in out
 

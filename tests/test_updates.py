@@ -92,7 +92,9 @@ def test_bumping_one_version_changes_exactly_what_runs_it(baseline: harness.Plan
 
     assert not set(before_by) - set(after_by), "a version bump removes nothing"
     assert set(after_by) == set(before_by), "a version bump adds nothing: each image key has its own pull"
-    changed = {k for k in before_by if harness.plain(before_by[k].inputs) != harness.plain(after_by[k].inputs)}
+    changed = {
+        k for k in before_by if harness.plain(before_by[k].inputs) != harness.plain(after_by[k].inputs)
+    }
 
     pulls = {k for k in changed if k[0] == IMAGE}
     users = {

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import random
+import re
 import runpy
 import string
 from collections.abc import Callable, Iterator, Mapping
@@ -94,6 +95,8 @@ class StackConfig:
     name: str
     values: dict[str, str]  # "versatilehub:key" -> text, as the engine hands config to a program
     secret_keys: list[str] = field(default_factory=list)
+    # Secrets the stack file does not carry yet, planned with placeholders (see with_placeholder_secrets).
+    placeholders: list[str] = field(default_factory=list)
 
 
 def placeholder(key: str) -> str:
@@ -130,6 +133,56 @@ def stack_config(name: str, config: Mapping[str, Any]) -> StackConfig:
     return StackConfig(name, values, sorted(secrets))
 
 
+_SECRET_FIX = re.compile(r"pulumi config set --secret (?:--path )?'?versatilehub:([A-Za-z0-9_.-]+)'?")
+
+
+def _set_path(values: dict[str, str], path: list[str], value: str) -> None:
+    key = f"{PROJECT}:{path[0]}"
+    if len(path) == 1:
+        values[key] = value
+        return
+    doc = json.loads(values.get(key) or "{}")
+    node = doc
+    for part in path[1:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+    values[key] = json.dumps(doc)
+
+
+def with_placeholder_secrets(stack: StackConfig) -> StackConfig:
+    """Fill the credentials a stack file does not carry yet with placeholders (listed in `placeholders`).
+
+    The repository's stack files hold no secrets: an operator adds them with `pulumi config set --secret`,
+    which encrypts them with the client's passphrase. Offline, each secret the config model asks for
+    (its error line ends with that exact command) gets a placeholder, so everything else can be planned
+    and checked; the plan says which keys were filled.
+    """
+    from components.config import ConfigError, parse
+
+    values, secrets, filled = dict(stack.values), set(stack.secret_keys), []
+    for _ in range(10):  # each round may reveal the next requirement (a section's checks run in stages)
+        raw = {k.removeprefix(f"{PROJECT}:"): v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
+        try:
+            parse(raw, frozenset(k.removeprefix(f"{PROJECT}:") for k in secrets))
+            break
+        except ConfigError as exc:
+            wanted = [m.group(1) for line in exc.problems if (m := _SECRET_FIX.search(line))]
+            new = [
+                key
+                for key in wanted
+                if key not in filled
+                and "is stored in plain text" not in next(line for line in exc.problems if key in line)
+            ]
+            if not new:
+                break
+            for key in new:
+                path = key.split(".")
+                _set_path(values, path, placeholder(f"{PROJECT}:{key}"))
+                secrets.add(f"{PROJECT}:{path[0]}")
+                filled.append(key)
+    return StackConfig(stack.name, values, sorted(secrets), [f"{PROJECT}:{k}" for k in filled])
+
+
 def resolve_stack(ref: str) -> Path:
     """A stack name (`clienteA`) or a path to a stack file."""
     path = Path(ref)
@@ -148,7 +201,7 @@ def read_stack_file(ref: str | Path) -> StackConfig:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a Pulumi stack file (expected a mapping with a `config:` section)")
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
-    return stack_config(name, doc.get("config") or {})
+    return with_placeholder_secrets(stack_config(name, doc.get("config") or {}))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -289,6 +342,7 @@ class Plan:
     stack: str
     resources: list[PlannedResource]
     outputs: dict[str, Any]  # secrets as wrapper objects
+    placeholders: list[str] = field(default_factory=list)  # secrets planned with placeholders
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -376,7 +430,7 @@ def run(stack: StackConfig, program: Callable[[], Any] | None = None) -> Plan:
         root = settings.get_root_resource()
         exported = dict(getattr(root, "outputs", {}) or {})
         outputs = loop.run_until_complete(_serialize_outputs(exported))
-        return Plan(stack.name, monitor.planned, outputs)
+        return Plan(stack.name, monitor.planned, outputs, list(stack.placeholders))
     finally:
         pulumi.runtime.set_all_config({}, [])
         loop.close()

@@ -76,6 +76,10 @@ def table(plan: harness.Plan) -> str:
         f"memory limits {total} MB{budget}, CPU limits {cpus:.2f}{cpu_budget}",
         "(offline plan under Pulumi's mock runtime: not `pulumi preview`, no diff against the server)",
     ]
+    if plan.placeholders:
+        lines.append(
+            f"secrets not in the stack file yet, planned with placeholders: {', '.join(plan.placeholders)}"
+        )
     return "\n".join(lines)
 
 
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     if args.json:
+        if plan.placeholders:
+            print(f"planned with placeholders for: {', '.join(plan.placeholders)}", file=sys.stderr)
         doc: dict[str, Any] = plan.to_json()
         print(json.dumps(doc, indent=2, sort_keys=False))
     else:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every test on a fresh machine: installs what the tests need, then lint, types and the test suite.
+# Run every test on a fresh machine: installs what the tests need, then the whole test suite.
 #   bash tools/run-tests.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
