@@ -33,7 +33,7 @@ fi
 
 export UV_PYTHON_DOWNLOADS=never
 command -v uv >/dev/null 2>&1 || python3 -m pip install --user -q "uv==0.13.8"
-uv sync --locked --quiet
+uv sync --locked --quiet --compile-bytecode  # .pyc now: imports are most of a plan's time
 
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$HOME/.pulumi-versatilehub}"
 if [[ "$PULUMI_BACKEND_URL" == file://* ]]; then
