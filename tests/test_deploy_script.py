@@ -50,7 +50,7 @@ def test_first_deploy_creates_the_stack_on_the_local_backend_then_runs_up_with_t
     assert result.returncode == 0, result.stderr
     backend = f"file://{fake_bin.parent}/.pulumi-versatilehub"
     assert calls(fake_bin) == [
-        "uv sync --locked --quiet",
+        "uv sync --locked --quiet --compile-bytecode",
         f"pulumi login {backend}",
         "pulumi stack select clienteA",
         "pulumi stack init clienteA --secrets-provider passphrase",
