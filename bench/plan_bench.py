@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/plan_bench.py [stack] [--runs 7]
 
-Each run is a fresh `python -m tools.plan <stack> --json` process, after one warm-up run (bytecode compiled,
-as on an operator's machine; `uv sync --compile-bytecode` does it for the dependencies). Reported: median wall time and peak
-memory (max RSS) of the whole plan, and the program's own share: the time from "SDKs imported" to "plan
-recorded" inside the process (config validation, components, the mock engine), i.e. what the project's
-code costs beyond importing pulumi, pulumi-docker, pulumi-random, pulumi-command and pydantic.
+Each run is a fresh `python -m tools.plan <stack> --json` process, after one warm-up run (bytecode
+compiled, as on an operator's machine; `uv sync --compile-bytecode` does it for the dependencies).
+Reported: median wall time and peak memory (max RSS) of the whole plan, and the program's own share:
+the time from "SDKs imported" to "plan recorded" inside the process (config validation, components, the
+mock engine), i.e. what the project's code costs beyond importing pulumi, pulumi-docker, pulumi-random,
+pulumi-command and pydantic.
 Targets (issue 2): <= 1.0 s wall and <= 250 MB for the whole plan, <= 0.3 s for the program's own part.
 Results are printed and written to bench/results/plan.json.
 """

@@ -29,9 +29,10 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from components import postgres as databases
 from components.config import secret
 from components.container import LABEL_PREFIX, Attach, Healthcheck
-from components.deployment import DatabaseDump, Deployment, FileSet
+from components.deployment import Deployment, FileSet
 from components.storage import DataDir
 from components.versions import tag_of
 
@@ -40,10 +41,8 @@ RAILS_PORT = 3000
 POSTGRES_UID = "999:999"  # `postgres` in pgvector's (Debian) Postgres image
 REDIS_UID = "999:1000"  # `redis` in the Alpine Redis image
 APP_OWNER = "0:0"  # Chatwoot runs as root: see ROOT_REASON
-POSTGRES_ALIAS = "postgres"  # names on the Chat internal network
-REDIS_ALIAS = "redis"
+REDIS_ALIAS = "redis"  # names on the Chat internal network
 DB_NAME = DB_USER = "chatwoot"
-PGDATA = "/var/lib/postgresql/data"
 STORAGE = "/app/storage"
 
 ROOT_REASON = (
@@ -120,10 +119,6 @@ class Chat(pulumi.ComponentResource):
                 DataDir("storage", owner=APP_OWNER, mode="0750"),
             ],
         )
-        postgres_name = f"{cfg.client}-{SERVICE}-postgres"
-        d.backup_sources.append(
-            DatabaseDump(SERVICE, "postgres", postgres_name, DB_NAME, DB_USER, "POSTGRES_PASSWORD")
-        )
         d.backup_sources.append(FileSet(SERVICE, data.locations["storage"]))
 
         # Alphanumeric: safe in a DSN or a redis:// URL, in environment files and shell assignments alike.
@@ -158,32 +153,19 @@ class Chat(pulumi.ComponentResource):
             parent=self, service=SERVICE, versions=[chatwoot_ref, cfg.pin("pgvector")]
         )
 
-        postgres = d.container(
+        # The image makes POSTGRES_USER a superuser, which Chatwoot's schema needs: it enables extensions
+        # (vector, pg_trgm, pgcrypto, pg_stat_statements). Only Chat's own containers reach this server.
+        postgres = databases.postgres(
+            d,
             parent=self,
             service=SERVICE,
-            role="postgres",
             image="pgvector",
             user=POSTGRES_UID,
-            # The image makes POSTGRES_USER a superuser, which Chatwoot's schema needs: it enables extensions
-            # (vector, pg_trgm, pgcrypto, pg_stat_statements). Only Chat's own containers reach this server.
-            envs={
-                "POSTGRES_USER": DB_USER,
-                "POSTGRES_DB": DB_NAME,
-                "POSTGRES_PASSWORD": db_password.result,
-                "PGDATA": PGDATA,
-            },
-            mounts=[data.mount("postgres", PGDATA)],
-            # The server's socket and lock file: world-writable with the sticky bit, as in the image.
-            tmpfs={
-                "/var/run/postgresql": "rw,noexec,nosuid,nodev,mode=1777,size=8m",
-                "/tmp": "rw,noexec,nosuid,nodev,size=64m",
-            },
-            networks=[Attach(internal.name, aliases=(POSTGRES_ALIAS,))],
-            # Over TCP: the first-start server listens on the socket only, so this waits for the real one.
-            healthcheck=Healthcheck(
-                ["pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME], interval="10s"
-            ),
-            wait_healthy=True,
+            data=data,
+            data_dir="postgres",
+            database=DB_NAME,
+            password=db_password.result,
+            network=internal.name,
             depends_on=[*data.ready, *upgrade],
         )
 
@@ -228,7 +210,7 @@ class Chat(pulumi.ComponentResource):
             "DEFAULT_LOCALE": chat.locale,
             "ENABLE_ACCOUNT_SIGNUP": "false",
             # Explicit: Chatwoot's production defaults (chatwoot_production, chatwoot_prod) name another DB.
-            "POSTGRES_HOST": POSTGRES_ALIAS,
+            "POSTGRES_HOST": databases.ALIAS,
             "POSTGRES_PORT": "5432",
             "POSTGRES_DATABASE": DB_NAME,
             "POSTGRES_USERNAME": DB_USER,

@@ -24,8 +24,9 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from components import postgres as databases
 from components.container import Attach, Healthcheck
-from components.deployment import DatabaseDump, Deployment, FileSet
+from components.deployment import Deployment, FileSet
 from components.storage import DataDir
 from components.versions import tag_of
 
@@ -36,11 +37,8 @@ N8N_PORT = 5678
 BROKER_PORT = 5679
 LAUNCHER_HEALTH_PORT = 5680
 N8N_ALIAS = "n8n"  # names on the Flow internal network
-POSTGRES_ALIAS = "postgres"
 DB_NAME = DB_USER = "n8n"
 USER_FOLDER = "/home/node/.n8n"
-# Explicit, so that an image whose default moved (Postgres 18 does) still finds this data, or fails loudly.
-PGDATA = "/var/lib/postgresql/data"
 
 
 def _http_ok(port: int, path: str, start_period: str = "30s") -> Healthcheck:
@@ -70,10 +68,6 @@ class Flow(pulumi.ComponentResource):
                 DataDir("database", owner=POSTGRES_UID, mode="0700"),
             ],
         )
-        postgres_name = f"{cfg.client}-{service}-postgres"
-        d.backup_sources.append(
-            DatabaseDump(service, "postgres", postgres_name, DB_NAME, DB_USER, "POSTGRES_PASSWORD")
-        )
         d.backup_sources.append(FileSet(service, data.locations["workflows"]))
 
         # Alphanumeric: these travel in environment variables and database settings, never need quoting.
@@ -99,30 +93,17 @@ class Flow(pulumi.ComponentResource):
             parent=self, service=service, versions=[cfg.pin("n8n"), cfg.pin("flowPostgres")]
         )
 
-        postgres = d.container(
+        postgres = databases.postgres(
+            d,
             parent=self,
             service=service,
-            role="postgres",
             image="flowPostgres",
             user=POSTGRES_UID,
-            envs={
-                "POSTGRES_USER": DB_USER,
-                "POSTGRES_DB": DB_NAME,
-                "POSTGRES_PASSWORD": db_password.result,
-                "PGDATA": PGDATA,
-            },
-            mounts=[data.mount("database", PGDATA)],
-            # The server's socket and lock file (the image's own directory is world-writable too).
-            tmpfs={
-                "/var/run/postgresql": "rw,noexec,nosuid,nodev,mode=1777,size=8m",
-                "/tmp": "rw,noexec,nosuid,nodev,size=64m",
-            },
-            networks=[Attach(internal.name, aliases=(POSTGRES_ALIAS,))],
-            # Over TCP: the image's first-start server listens on the socket only; this awaits the real one.
-            healthcheck=Healthcheck(
-                ["pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME], interval="10s"
-            ),
-            wait_healthy=True,
+            data=data,
+            data_dir="database",
+            database=DB_NAME,
+            password=db_password.result,
+            network=internal.name,
             depends_on=[*data.ready, *upgrade],
         )
 
@@ -139,7 +120,7 @@ class Flow(pulumi.ComponentResource):
             "N8N_ENCRYPTION_KEY": encryption_key.hex,
             "GENERIC_TIMEZONE": cfg.timezone,
             "DB_TYPE": "postgresdb",
-            "DB_POSTGRESDB_HOST": POSTGRES_ALIAS,
+            "DB_POSTGRESDB_HOST": databases.ALIAS,
             "DB_POSTGRESDB_DATABASE": DB_NAME,
             "DB_POSTGRESDB_USER": DB_USER,
             "DB_POSTGRESDB_PASSWORD": db_password.result,

@@ -1,0 +1,66 @@
+"""The one way to run a service's own PostgreSQL (Chat and Flow): hardened, healthy before use, dumped.
+
+Each service gets its own server on its internal network (alias `postgres`), its data directory owned by
+the image's `postgres` user, a TCP readiness check (the image's first-start server listens on the socket
+only, so this waits for the real one), and a `pg_dump` registered for every backup run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.container import Attach, Healthcheck
+from components.deployment import DatabaseDump, Deployment
+from components.storage import ServiceData
+
+ALIAS = "postgres"
+# Explicit, so that an image whose default moved (Postgres 18 does) still finds this data, or fails loudly.
+PGDATA = "/var/lib/postgresql/data"
+# The server's socket and lock file: world-writable with the sticky bit, as the images make them.
+TMPFS = {
+    "/var/run/postgresql": "rw,noexec,nosuid,nodev,mode=1777,size=8m",
+    "/tmp": "rw,noexec,nosuid,nodev,size=64m",
+}
+
+
+def postgres(
+    d: Deployment,
+    *,
+    parent: pulumi.Resource,
+    service: str,
+    image: str,
+    user: str,
+    data: ServiceData,
+    data_dir: str,
+    database: str,
+    password: pulumi.Input[str],
+    network: pulumi.Input[str],
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> docker.Container:
+    """`<client>-<service>-postgres`: one database `database` owned by the role of the same name."""
+    name = f"{d.config.client}-{service}-postgres"
+    d.backup_sources.append(DatabaseDump(service, "postgres", name, database, database, "POSTGRES_PASSWORD"))
+    return d.container(
+        parent=parent,
+        service=service,
+        role="postgres",
+        image=image,
+        user=user,
+        envs={
+            "POSTGRES_USER": database,
+            "POSTGRES_DB": database,
+            "POSTGRES_PASSWORD": password,
+            "PGDATA": PGDATA,
+        },
+        mounts=[data.mount(data_dir, PGDATA)],
+        tmpfs=TMPFS,
+        networks=[Attach(network, aliases=(ALIAS,))],
+        healthcheck=Healthcheck(
+            ["pg_isready", "-h", "127.0.0.1", "-U", database, "-d", database], interval="10s"
+        ),
+        wait_healthy=True,
+        depends_on=list(depends_on),
+    )
