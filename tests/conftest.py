@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.config import ConfigError
@@ -82,3 +83,23 @@ def labels_of(resource: harness.PlannedResource) -> dict[str, str]:
 
 def networks_of(resource: harness.PlannedResource) -> list[str]:
     return [n["name"] for n in harness.plain(resource.inputs.get("networksAdvanced", []))]
+
+
+PreUpdateCalls = list[tuple[str, list[Any]]]  # (service, versions) per call
+
+
+@pytest.fixture
+def pre_update_calls(monkeypatch: pytest.MonkeyPatch) -> PreUpdateCalls:
+    """Stand in a plain `<service>-pre-update-backup` step for the backup component's; record what asked."""
+    from components.deployment import Deployment
+
+    asked: PreUpdateCalls = []
+
+    def pre_update_backup(
+        self: Deployment, *, parent: pulumi.Resource, service: str, versions: list[Any]
+    ) -> list[pulumi.Resource]:
+        asked.append((service, versions))
+        return [self.run(f"{service}-pre-update-backup", "true\n", parent=parent)]
+
+    monkeypatch.setattr(Deployment, "pre_update_backup", pre_update_backup)
+    return asked

@@ -11,14 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
 
 from components import catalog, config, versions
 from components.chat import BOOTSTRAP
-from components.deployment import DatabaseDump, Deployment, FileSet
+from components.deployment import DatabaseDump, FileSet
 from components.suite import deploy
-from tests.conftest import PlanFn, env_of, labels_of, make_stack, networks_of
+from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness
 
 RAILS, SIDEKIQ, POSTGRES, REDIS = (f"clientea-chat-{r}" for r in ("rails", "sidekiq", "postgres", "redis"))
@@ -340,16 +339,8 @@ def test_one_off_containers_are_hardened_like_the_app(routed: harness.Plan) -> N
     assert set(envs) == set(env_of(chat_containers(routed)[RAILS])), "the app's exact environment"
 
 
-def test_a_version_change_waits_for_the_pre_update_backup(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple[str, list[Any]]] = []
-
-    def pre_update_backup(
-        self: Deployment, *, parent: pulumi.Resource, service: str, versions: list[Any]
-    ) -> list[pulumi.Resource]:
-        asked.append((service, versions))
-        return [self.run(f"{service}-pre-update-backup", "true\n", parent=parent)]
-
-    monkeypatch.setattr(Deployment, "pre_update_backup", pre_update_backup)
+def test_a_version_change_waits_for_the_pre_update_backup(pre_update_calls: PreUpdateCalls) -> None:
+    asked = pre_update_calls
     p = harness.run(make_stack(["chat"], versions={"chatwoot": "v4.18.1"}))
     assert asked == [("chat", ["chatwoot/chatwoot:v4.18.1", "pgvector/pgvector:0.8.7-pg16"])]
     for name in (POSTGRES, RAILS, SIDEKIQ):

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import bcrypt
-import pulumi
 import pytest
 
 from components import catalog, config, versions
-from components.deployment import DatabaseDump, Deployment, FileSet
+from components.deployment import DatabaseDump, FileSet
 from components.suite import deploy
-from tests.conftest import PlanFn, env_of, labels_of, make_stack, networks_of
+from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness
 
 TZ = "America/Argentina/Buenos_Aires"
@@ -270,16 +269,8 @@ def test_backups_dump_the_database_and_copy_the_user_folder() -> None:
     assert len(sources) == 2
 
 
-def test_a_version_change_waits_for_the_pre_update_backup(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple[str, list[Any]]] = []
-
-    def pre_update_backup(
-        self: Deployment, *, parent: pulumi.Resource, service: str, versions: list[Any]
-    ) -> list[pulumi.Resource]:
-        asked.append((service, versions))
-        return [self.run(f"{service}-pre-update-backup", "true\n", parent=parent)]
-
-    monkeypatch.setattr(Deployment, "pre_update_backup", pre_update_backup)
+def test_a_version_change_waits_for_the_pre_update_backup(pre_update_calls: PreUpdateCalls) -> None:
+    asked = pre_update_calls
     p = harness.run(make_stack(["flow"], versions={"n8n": "2.49.0"}))
     assert asked == [("flow", ["n8nio/n8n:2.49.0", "postgres:16.15-alpine"])]
     for c in flow_containers(p).values():

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
 
 from components import catalog, config, hub
-from components.deployment import AppBackupCommand, Deployment, FileSet
+from components.deployment import AppBackupCommand, FileSet
 from components.suite import deploy
-from tests.conftest import PlanFn, env_of, labels_of, make_stack, networks_of
+from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness
 
 ProblemsFn = Callable[..., list[str]]
@@ -800,16 +799,8 @@ def test_migration_follows_the_new_containers_and_the_company(routed: harness.Pl
     assert depends_on(routed, migrate, "hub-company")
 
 
-def test_a_version_change_waits_for_the_pre_update_backup(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[tuple[str, list[Any]]] = []
-
-    def pre_update_backup(
-        self: Deployment, *, parent: pulumi.Resource, service: str, versions: list[Any]
-    ) -> list[pulumi.Resource]:
-        asked.append((service, versions))
-        return [self.run(f"{service}-pre-update-backup", "true\n", parent=parent)]
-
-    monkeypatch.setattr(Deployment, "pre_update_backup", pre_update_backup)
+def test_a_version_change_waits_for_the_pre_update_backup(pre_update_calls: PreUpdateCalls) -> None:
+    asked = pre_update_calls
     p = harness.run(make_stack(["hub"], versions={"erpnext": "v16.33.0"}))
     assert asked == [("hub", ["frappe/erpnext:v16.33.0", "mariadb:11.8.9"])]
     containers = hub_containers(p)
