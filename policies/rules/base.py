@@ -290,20 +290,34 @@ def resource_rule(
             for message in check(resource, settings):
                 report_violation(message, None)
 
-        ANCHORS[name] = anchor
         return ResourceValidationPolicy(
-            name=name,
-            description=description,
-            validate=validate,
-            enforcement_level=LEVELS[level],
-            config_schema=PolicyConfigSchema(properties=schema),
-            severity=severity or _severity(level),
-            framework=anchor.framework(),
-            tags=anchor.tags(),
-            remediation_steps=remediation,
+            validate=validate, **_metadata(name, description, anchor, level, schema, severity, remediation)
         )
 
     return wrap
+
+
+def _metadata(
+    name: str,
+    description: str,
+    anchor: Anchor,
+    level: str,
+    schema: dict[str, Any],
+    severity: Severity | None,
+    remediation: str,
+) -> dict[str, Any]:
+    """What every rule declares, resource or stack (and its anchor, kept for the docs and the runner)."""
+    ANCHORS[name] = anchor
+    return {
+        "name": name,
+        "description": description,
+        "enforcement_level": LEVELS[level],
+        "config_schema": PolicyConfigSchema(properties=schema),
+        "severity": severity or _severity(level),
+        "framework": anchor.framework(),
+        "tags": anchor.tags(),
+        "remediation_steps": remediation,
+    }
 
 
 def stack_rule(
@@ -333,17 +347,8 @@ def stack_rule(
             for finding in findings:
                 report_violation(finding.message, finding.resource.urn if finding.resource else None)
 
-        ANCHORS[name] = anchor
         return StackValidationPolicy(
-            name=name,
-            description=description,
-            validate=validate,
-            enforcement_level=LEVELS[level],
-            config_schema=PolicyConfigSchema(properties=schema),
-            severity=severity or _severity(level),
-            framework=anchor.framework(),
-            tags=anchor.tags(),
-            remediation_steps=remediation,
+            validate=validate, **_metadata(name, description, anchor, level, schema, severity, remediation)
         )
 
     return wrap
