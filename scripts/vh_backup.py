@@ -725,14 +725,7 @@ def _swap(
             _move(target, aside)
         _move(restored, target)
         return
-    for name in sorted(os.listdir(target)):
-        here, below = os.path.join(target, name), (*parts, name)
-        if _excluded(below, patterns):
-            continue
-        if os.path.isdir(here) and not os.path.islink(here) and _excludes_below(below, patterns):
-            _merge(os.path.join(restored, name), here, os.path.join(aside, name), patterns, below)
-        else:
-            _move(here, os.path.join(aside, name))
+    _set_aside(restored, target, aside, patterns, parts)
     for name in sorted(os.listdir(restored)):
         if not os.path.lexists(os.path.join(target, name)) and not _excluded((*parts, name), patterns):
             _move(os.path.join(restored, name), os.path.join(target, name))
@@ -742,12 +735,11 @@ def _swap(
         os.chown(target, st.st_uid, st.st_gid)
 
 
-def _merge(restored: str, target: str, aside: str, patterns: Sequence[str], parts: tuple[str, ...]) -> None:
-    """A directory holding excluded paths: swap its other entries one by one."""
-    if os.path.isdir(restored) and not os.path.islink(restored):
-        _swap(restored, target, aside, patterns, parts)
-        return
-    for name in sorted(os.listdir(target)):  # not in the snapshot: only what the set does not exclude goes
+def _set_aside(
+    restored: str, target: str, aside: str, patterns: Sequence[str], parts: tuple[str, ...]
+) -> None:
+    """Move what `target` holds into `aside`, except excluded paths; a directory with exclusions merges."""
+    for name in sorted(os.listdir(target)):
         here, below = os.path.join(target, name), (*parts, name)
         if _excluded(below, patterns):
             continue
@@ -755,6 +747,14 @@ def _merge(restored: str, target: str, aside: str, patterns: Sequence[str], part
             _merge(os.path.join(restored, name), here, os.path.join(aside, name), patterns, below)
         else:
             _move(here, os.path.join(aside, name))
+
+
+def _merge(restored: str, target: str, aside: str, patterns: Sequence[str], parts: tuple[str, ...]) -> None:
+    """A directory holding excluded paths: swap its other entries one by one."""
+    if os.path.isdir(restored) and not os.path.islink(restored):
+        _swap(restored, target, aside, patterns, parts)
+        return
+    _set_aside(restored, target, aside, patterns, parts)  # not in the snapshot: excluded paths stay
 
 
 def _import_database(m: Manifest, source: dict[str, Any], dump: str) -> None:
