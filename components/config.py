@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import functools
 import json
 import math
 import re
@@ -1065,7 +1066,8 @@ def _holds_secret(info: Any) -> bool:
     return annotation is SecretStr or any(_holds_secret(arg) for arg in typing.get_args(annotation))
 
 
-def _credential_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+@functools.cache  # the models never change: walk them once per process
+def _credential_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> tuple[tuple[str, ...], ...]:
     """Stack key paths of every credential inside a structured key (`agent.providerKeys.anthropic`)."""
     paths = []
     for name, info in model.model_fields.items():
@@ -1078,7 +1080,7 @@ def _credential_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> l
         for candidate in (info.annotation, *typing.get_args(info.annotation)):
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 paths.extend(_credential_paths(candidate, path))
-    return paths
+    return tuple(paths)
 
 
 def _plain_credentials(key: str, value: Any) -> list[str]:

@@ -32,8 +32,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from contextlib import ExitStack, contextmanager
+from typing import IO, Any
 
 FORMAT = 1
 REASONS = ("daily", "initial", "pre-update", "manual")
@@ -425,36 +425,109 @@ def _complete_dump(engine: str, path: str) -> bool:
         return b"-- Dump completed" in f.read()
 
 
-def dump_database(m: Manifest, source: dict[str, Any]) -> str:
-    target = dump_file(m, source)
-    partial = target + ".partial"
-    os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-    started = time.monotonic()
-    where = f"in {source['container']}" if source.get("container") else "directly"
-    try:
-        with open(partial, "wb") as out:
-            proc = subprocess.run(
-                dump_argv(m, source),
-                stdout=out,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        if proc.returncode != 0:
-            raise Failure(
+class _Dump:
+    """One database dump under way: the child writes <dump>.partial, its stderr goes to a temporary file (a
+    file, not a pipe: nobody reads while the dumps run, and a full pipe would stall its dump)."""
+
+    def __init__(self, m: Manifest, source: dict[str, Any], errors: IO[bytes]):
+        self.source = source
+        self.target = dump_file(m, source)
+        self.partial = self.target + ".partial"
+        self.child: subprocess.Popen[bytes] | None = None
+        self.errors = errors
+        self.started = self.ended = time.monotonic()
+
+    def start(self, argv: Sequence[str]) -> None:
+        os.makedirs(os.path.dirname(self.target), mode=0o700, exist_ok=True)
+        self.started = time.monotonic()
+        try:
+            with open(self.partial, "wb") as out:
+                self.child = subprocess.Popen(argv, stdout=out, stderr=self.errors, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise Failure(f"{self.source['id']}: {argv[0]} is not installed on this machine") from None
+
+    def running(self) -> bool:
+        """Still running; the first time it is found ended (and reaped), notes when."""
+        assert self.child is not None
+        if self.child.returncode is not None:
+            return False
+        if self.child.poll() is None:
+            return True
+        self.ended = time.monotonic()
+        return False
+
+    def problem(self) -> str | None:
+        """Why this dump is no good (exit status, then completeness), or None."""
+        assert self.child is not None
+        source = self.source
+        if self.child.returncode != 0:
+            self.errors.seek(max(0, self.errors.seek(0, os.SEEK_END) - 65536))
+            where = f"in {source['container']}" if source.get("container") else "directly"
+            return (
                 f"{source['id']}: dumping {source['engine']} database {source['database']} {where} failed "
-                f"(exit {proc.returncode}): {_tail(proc.stderr.decode(errors='replace'))}"
+                f"(exit {self.child.returncode}): {_tail(self.errors.read().decode(errors='replace'))}"
             )
-        if not _complete_dump(source["engine"], partial):
-            raise Failure(f"{source['id']}: the dump of {source['database']} is truncated or empty")
-        os.replace(partial, target)
-    except BaseException:
-        # Never leave part of a dump where a later run could pick it up.
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
-    say(f"dumped {source['id']}: {_mib(os.path.getsize(target))} in {time.monotonic() - started:.1f} s")
-    return target
+        if not _complete_dump(source["engine"], self.partial):
+            return f"{source['id']}: the dump of {source['database']} is truncated or empty"
+        return None
+
+
+def dump_databases(m: Manifest, sources: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Every database dump of a run at once (other servers, or other databases of one), each checked and
+    moved to its final name only when all are whole; the dumps' paths by source id."""
+    if not sources:
+        return {}
+    planned = [(source, dump_argv(m, source)) for source in sources]  # a bad source fails before any starts
+    clock = time.monotonic()
+    dumps: list[_Dump] = []
+    with ExitStack() as files:
+        try:
+            for source, argv in planned:
+                dumps.append(_Dump(m, source, files.enter_context(tempfile.TemporaryFile())))
+                dumps[-1].start(argv)
+            # No threads: poll the children, so that each one's end (and duration) is its own.
+            while [d for d in dumps if d.running()]:
+                time.sleep(0.02)
+            problems = [p for p in (d.problem() for d in dumps) if p]
+            if len(problems) > 1:
+                raise Failure(f"{len(problems)} database dumps failed: {'; '.join(problems)}")
+            if problems:
+                raise Failure(problems[0])
+            for d in dumps:
+                os.replace(d.partial, d.target)
+        except BaseException:
+            _abandon(dumps)
+            raise
+    for d in dumps:
+        say(f"dumped {d.source['id']}: {_mib(os.path.getsize(d.target))} in {d.ended - d.started:.1f} s")
+    together = " (concurrently)" if len(dumps) > 1 else ""
+    say(f"dumps done: {len(dumps)} in {time.monotonic() - clock:.1f} s{together}")
+    return {d.source["id"]: d.target for d in dumps}
+
+
+def _abandon(dumps: Sequence[_Dump]) -> None:
+    """A dump failed, or the run was interrupted: no dump child outlives the run, no part of a dump stays
+    where a later run could pick it up."""
+    # A second signal (systemd's SIGTERM after a Ctrl-C) must not cut this short: it waits until the
+    # children are reaped, then interrupts as usual.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        live = [d.child for d in dumps if d.child is not None and d.child.poll() is None]
+        for child in live:
+            child.terminate()
+        deadline = time.monotonic() + 5
+        for child in live:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for d in dumps:
+            for path in (d.partial, d.target):
+                if os.path.exists(path):
+                    os.unlink(path)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _newest_mtime(paths: Sequence[str]) -> float:
@@ -569,9 +642,11 @@ def _snapshot(
     paths: list[str] = []
     excludes: list[str] = []
     resolved: dict[str, Any] = {}
+    # The database dumps first, all at once; then the apps' own backups and the file sets, in order.
+    dumps = dump_databases(m, [s for s in sources if s["kind"] == "database"])
     for source in sources:
         if source["kind"] == "database":
-            resolved[source["id"]] = {"dump": dump_database(m, source)}
+            resolved[source["id"]] = {"dump": dumps[source["id"]]}
         elif source["kind"] == "app":
             root, found = app_backup(m, source)
             resolved[source["id"]] = {"root": root, "paths": found}

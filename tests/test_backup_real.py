@@ -9,6 +9,7 @@ with only the runtime plugged in, so what is tested is what the program installs
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -408,6 +409,184 @@ def test_a_failing_dump_fails_the_run_and_records_no_snapshot(
     assert expected in proc.stderr and "Traceback" not in proc.stderr
     assert len(snapshots(w.repo)) == 1, "the failed run recorded no snapshot"
     assert not list((w.home / "stage").rglob("*.partial")), "no partial dump is left behind"
+
+
+# -- the dumps of a run, all at once -------------------------------------------------------------------------
+
+
+def _databases_world(tmp: Path, pg: Postgres, maria: MariaDB) -> tuple[World, list[str]]:
+    """Chat and Flow on one shared Postgres, Hub on MariaDB (three dumps), and one file set after them."""
+    w = World(tmp, pg, maria)
+    chat, flow, hub = (f"db_{uuid.uuid4().hex[:12]}" for _ in range(3))
+    fill_postgres(pg, chat)
+    fill_postgres(pg, flow)
+    pg.sql(flow, "DELETE FROM customers WHERE id % 3 = 0")  # not a copy of chat's
+    fill_mariadb(maria, hub)
+    acme = w.location("edge", "letsencrypt")
+    Path(acme.source, "acme.json").write_text('{"le": {}}')
+    w.install(
+        [
+            DatabaseDump("chat", "postgres", "unused", chat, pg.user, "TEST_DB_PASSWORD"),
+            FileSet("edge", acme),
+            DatabaseDump("flow", "postgres", "unused", flow, pg.user, "TEST_DB_PASSWORD"),
+            DatabaseDump("hub", "mariadb", "unused", hub, "root", "TEST_DB_PASSWORD"),
+        ]
+    )
+    w.vh("init")
+    return w, [chat, flow, hub]
+
+
+def _timed_dump_tools(w: World, shims: Path, log: Path, pause: dict[str, float]) -> dict[str, str]:
+    """pg_dump and mariadb-dump stand-ins, first on PATH: each notes when it starts and ends (with the
+    database it dumps, its last argument), waits `pause` seconds, then runs the real tool."""
+    real = {"pg_dump": f"{w.pg.bin}/pg_dump" if w.pg else "", "mariadb-dump": shutil.which("mariadb-dump")}
+    for tool, path in real.items():
+        _shim(
+            shims,
+            tool,
+            f'for a in "$@"; do db="${{a#--dbname=}}"; done\n'
+            f'echo "start $db $(date +%s.%N)" >> {log}\n'
+            f"sleep {pause.get(tool, 0)}\n"
+            f'{path} "$@"; rc=$?\n'
+            f'echo "end $db $(date +%s.%N)" >> {log}\n'
+            'exit "$rc"',
+        )
+    return {"PATH": f"{shims}:{w.env()['PATH']}"}
+
+
+def _intervals(log: Path) -> dict[str, tuple[float, float]]:
+    seen: dict[str, dict[str, float]] = {}
+    for line in log.read_text().splitlines():
+        event, db, at = line.split()
+        seen.setdefault(db, {})[event] = float(at)
+    return {db: (times["start"], times["end"]) for db, times in seen.items()}
+
+
+def _dump_leftovers(w: World) -> list[Path]:
+    """Anything of a dump under the stage (the record of the last snapshot, manifest.json, may stay)."""
+    return [p for p in (w.home / "stage").rglob("*") if p.is_file() and p.name != "manifest.json"]
+
+
+def test_the_dumps_of_a_run_overlap_and_each_restores_identically(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, (chat, flow, hub) = _databases_world(tmp_path, pg, maria)
+    log = tmp_path / "dumps.log"
+    env = _timed_dump_tools(w, tmp_path / "shims", log, {"pg_dump": 0.5, "mariadb-dump": 0.5})
+
+    run = w.vh("run", extra_env=env)
+
+    # Each dump started before any of them ended: they ran at the same time (one after another, each
+    # would start only once the previous one, 0.5 s long at least, had ended).
+    spans = _intervals(log)
+    assert sorted(spans) == sorted([chat, flow, hub])
+    assert max(start for start, _ in spans.values()) < min(end for _, end in spans.values()), spans
+    # One line per dump, in the order of the sources, each with its own duration; then the wall time.
+    dumped = re.findall(r"^dumped (\S+): [\d.]+ MiB in ([\d.]+) s$", run.stdout, re.MULTILINE)
+    assert [name for name, _ in dumped] == [
+        f"chat/postgres-{chat}",
+        f"flow/postgres-{flow}",
+        f"hub/mariadb-{hub}",
+    ]
+    assert all(float(seconds) >= 0.5 for _, seconds in dumped)
+    assert re.search(r"^dumps done: 3 in [\d.]+ s \(concurrently\)$", run.stdout, re.MULTILINE), run.stdout
+    [snap] = snapshots(w.repo)
+    record = json.loads(restic(w.repo, "dump", snap["id"], str(w.home / "stage" / "manifest.json")))
+    assert record["resolved"] == {
+        f"chat/postgres-{chat}": {"dump": str(w.home / "stage" / "chat" / f"postgres-{chat}.pgdump")},
+        "edge/files-letsencrypt": {"root": str(w.data("edge", "letsencrypt"))},
+        f"flow/postgres-{flow}": {"dump": str(w.home / "stage" / "flow" / f"postgres-{flow}.pgdump")},
+        f"hub/mariadb-{hub}": {"dump": str(w.home / "stage" / "hub" / f"mariadb-{hub}.sql")},
+    }
+    assert _dump_leftovers(w) == []
+
+    before = (postgres_state(pg, chat), postgres_state(pg, flow), mariadb_state(maria, hub))
+    assert before[0] != before[1]
+    pg.sql("postgres", f'DROP DATABASE "{chat}"')
+    pg.sql(flow, "DELETE FROM customers")
+    maria.sql(f"DROP DATABASE {hub}")
+
+    w.vh("restore", "latest", "--yes")
+
+    assert (postgres_state(pg, chat), postgres_state(pg, flow), mariadb_state(maria, hub)) == before
+
+
+def test_a_dump_failing_while_another_runs_fails_the_run_and_leaves_nothing(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, (chat, flow, hub) = _databases_world(tmp_path, pg, maria)
+    w.vh("run")
+    log = tmp_path / "dumps.log"
+    env = _timed_dump_tools(w, tmp_path / "shims", log, {"pg_dump": 1.0})
+    maria.sql(f"DROP DATABASE {hub}")  # mariadb-dump fails at once, while both pg_dumps are still waiting
+
+    proc = w.vh("run", check=False, extra_env=env)
+
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert (
+        f"vh-backup: hub/mariadb-{hub}: dumping mariadb database {hub} directly failed (exit 2)"
+        in proc.stderr
+    )
+    spans = _intervals(log)
+    assert spans[hub][1] < min(spans[chat][1], spans[flow][1]), "the failure came while the others ran"
+    assert "dumped " not in proc.stdout and len(snapshots(w.repo)) == 1, "no snapshot, no dump announced"
+    assert _dump_leftovers(w) == [], "no partial and no finished dump of the failed run is left"
+
+    # Two failures: the message names each.
+    pg.sql("postgres", f'DROP DATABASE "{flow}"')
+    proc = w.vh("run", check=False, extra_env=env)
+    assert proc.returncode == 1 and "vh-backup: 2 database dumps failed: " in proc.stderr, proc.stderr
+    assert f"flow/postgres-{flow}: dumping postgres database {flow} directly failed" in proc.stderr
+    assert f"hub/mariadb-{hub}: dumping mariadb database {hub} directly failed" in proc.stderr
+    assert f"chat/postgres-{chat}" not in proc.stderr
+    assert len(snapshots(w.repo)) == 1 and _dump_leftovers(w) == []
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGTERM-ignored-by-the-dump"])
+def test_a_run_interrupted_during_the_dumps_stops_them_and_the_next_run_succeeds(
+    tmp_path: Path, pg: Postgres, maria: MariaDB, how: str
+) -> None:
+    w, _ = _databases_world(tmp_path, pg, maria)
+    shims, pids = tmp_path / "shims", tmp_path / "pids"
+    pids.mkdir()
+    # Dump tools that hang (one that even ignores SIGTERM: it must be killed); each writes its PID first and
+    # then becomes the sleep, so that PID is the very process vh-backup started.
+    ignore = "trap '' TERM\n" if how == "SIGTERM-ignored-by-the-dump" else ""
+    for tool in ("pg_dump", "mariadb-dump"):
+        _shim(shims, tool, f"{ignore}echo $$ > {pids}/$$\nexec sleep 300")
+    proc = subprocess.Popen(
+        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
+        env=w.env({"PATH": f"{shims}:{w.env()['PATH']}"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(pids.iterdir())) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the three dumps never ran together"
+            time.sleep(0.05)
+        children = [int(p.name) for p in pids.iterdir()]
+        assert all(_alive(pid) for pid in children)
+
+        proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGTERM)  # to vh-backup only
+        _, stderr = proc.communicate(timeout=20)  # a 5 s grace for a dump that ignores SIGTERM, then SIGKILL
+
+        assert proc.returncode == 130 and "interrupted; no snapshot was recorded" in stderr, stderr
+        assert not [pid for pid in children if _alive(pid)], "every dump child was ended and reaped"
+        _wait_until_gone(proc.pid)  # nothing else of the run either
+    finally:  # whatever failed above, nothing of this run outlives the test
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert snapshots(w.repo) == [] and _dump_leftovers(w) == []
+    w.vh("run")
+    assert len(snapshots(w.repo)) == 1
 
 
 # -- a run killed half-way -----------------------------------------------------------------------------------

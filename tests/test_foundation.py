@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pulumi.runtime import resource as sdk_resource
 
 from components import versions
+from components.config import ConfigError
 from components.suite import SERVICE_COMPONENTS
 from tests.conftest import PlanFn, env_of, labels_of, make_stack, networks_of
 from tools import harness
@@ -281,6 +286,39 @@ def test_plan_tool_bad_config_exits_2_with_one_line_per_problem(
     err = capsys.readouterr().err.strip().splitlines()
     assert all(line.startswith("versatilehub:") for line in err) and "Traceback" not in "\n".join(err)
     assert any(line.startswith("versatilehub:domain:") for line in err)
+
+
+def test_plan_tool_as_a_command_exits_with_its_code(tmp_path: Path) -> None:
+    """The command-line path (`python -m tools.plan`), which ends through harness.exit_after_plans."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "tools.plan", "clienteB", "--json"],
+        cwd=harness.ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["stack"] == "clienteB"
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text("config:\n  versatilehub:client: bad client\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "tools.plan", str(stack)], cwd=harness.ROOT, capture_output=True
+    )
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr and bad.stdout == b""
+
+
+def test_a_plan_leaves_the_sdk_and_the_garbage_collector_as_it_found_them() -> None:
+    """The harness skips source positions and pauses the collector during a run, and only then."""
+    stack_trace = sdk_resource._get_stack_trace
+    assert gc.isenabled()
+    harness.run(make_stack(["flow"]))
+    with pytest.raises(ConfigError):
+        harness.run(make_stack(["flow"], domain="not a domain"))
+    assert gc.isenabled() and sdk_resource._get_stack_trace is stack_trace
+    seen = []
+    harness.run(
+        make_stack(["flow"]), program=lambda: seen.append((gc.isenabled(), sdk_resource._get_stack_trace))
+    )
+    assert seen == [(False, harness._no_stack_trace)]
 
 
 def test_plan_tool_secure_values_become_placeholders(tmp_path: Path) -> None:
