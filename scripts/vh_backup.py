@@ -57,6 +57,32 @@ READ_CAPS = ("DAC_READ_SEARCH",)
 WRITE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
 RESTIC_IN_IMAGE = "/usr/bin/restic"
 DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql"}
+# Docker neither forwards a signal to a `docker exec`'d process nor ends it with its client: a pg_dump left
+# running keeps its share locks and blocks the migrations of the `pulumi up` that follows. Every command of
+# a run goes in tagged (VH_BACKUP_RUN=<the run's token> in its environment, which its children inherit);
+# this ends what carries the token ($1): SIGTERM, SIGKILL after 5 s. POSIX sh, tr and grep only (no procps
+# in some images); one environment entry per line, newlines inside values made harmless; prints the PIDs.
+LEFTOVERS_SCRIPT = r"""t="VH_BACKUP_RUN=$1"
+scan() {
+  pids=""
+  for d in /proc/[0-9]*; do
+    [ "${d#/proc/}" = "$$" ] && continue
+    tr '\n\000' '\001\n' 2>/dev/null <"$d/environ" | grep -qxF -e "$t" && pids="$pids ${d#/proc/}"
+  done
+}
+scan
+[ -n "$pids" ] || exit 0
+echo $pids
+kill -TERM $pids 2>/dev/null
+end=$(($(date +%s) + 5))
+while [ "$(date +%s)" -lt "$end" ]; do
+  sleep 0.2
+  scan
+  [ -n "$pids" ] || exit 0
+done
+kill -KILL $pids 2>/dev/null
+exit 0
+"""
 
 
 class Failure(Exception):
@@ -112,6 +138,8 @@ class Manifest:
             raise Failure(f"no settings.json in {self.home} (pulumi up installs it)") from None
         data = self.settings
         self.client: str = data["client"]
+        # This run's tag on whatever it starts inside a container (LEFTOVERS_SCRIPT).
+        self.run_token = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', self.client)}-{os.getpid()}-{time.monotonic_ns()}"
         self.runtime: str = data["runtime"]
         if self.runtime not in ("docker", "local"):
             raise Failure(f"settings.json: runtime must be docker or local, not {self.runtime!r}")
@@ -370,6 +398,8 @@ def in_container(
     return [
         "docker",
         "exec",
+        "--env",
+        f"VH_BACKUP_RUN={m.run_token}",
         *(["-i"] if stdin else []),
         *(["--user", user] if user else []),
         container,
@@ -496,7 +526,7 @@ def dump_databases(m: Manifest, sources: Sequence[dict[str, Any]]) -> dict[str, 
             for d in dumps:
                 os.replace(d.partial, d.target)
         except BaseException:
-            _abandon(dumps)
+            _abandon(m, dumps)
             raise
     for d in dumps:
         say(f"dumped {d.source['id']}: {_mib(os.path.getsize(d.target))} in {d.ended - d.started:.1f} s")
@@ -505,13 +535,49 @@ def dump_databases(m: Manifest, sources: Sequence[dict[str, Any]]) -> dict[str, 
     return {d.source["id"]: d.target for d in dumps}
 
 
-def _abandon(dumps: Sequence[_Dump]) -> None:
-    """A dump failed, or the run was interrupted: no dump child outlives the run, no part of a dump stays
-    where a later run could pick it up."""
-    # A second signal (systemd's SIGTERM after a Ctrl-C) must not cut this short: it waits until the
-    # children are reaped, then interrupts as usual.
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """A second signal (systemd's SIGTERM after a Ctrl-C) must not cut a clean-up short: it waits until the
+    clean-up is done, then interrupts as usual."""
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _end_leftovers(m: Manifest, places: Sequence[tuple[str, str | None]]) -> None:
+    """After a failed or interrupted step: end what this run started in these (container, user) places and
+    left running there (LEFTOVERS_SCRIPT). A clean-up that cannot run is one warning, never the error."""
+    if m.runtime != "docker":
+        return
+    with _signals_held():
+        for container, user in sorted(set(places), key=lambda p: (p[0], p[1] or "")):
+            argv = ["docker", "exec", *(["--user", user] if user else []), container]
+            argv += ["sh", "-c", LEFTOVERS_SCRIPT, "sh", m.run_token]  # the token as $1, never in the text
+            try:
+                proc = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False
+                )
+            except (OSError, subprocess.TimeoutExpired) as error:
+                problem = str(error)
+            else:
+                if proc.returncode == 0:
+                    if proc.stdout.split():
+                        say(f"stopped {len(proc.stdout.split())} process(es) of this run left in {container}")
+                    continue
+                problem = f"exit {proc.returncode}: {_tail(proc.stderr, 2)}"
+            print(
+                f"vh-backup: warning: could not stop what this run left running in {container}: {problem}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _abandon(m: Manifest, dumps: Sequence[_Dump]) -> None:
+    """A dump failed, or the run was interrupted: no dump child outlives the run, inside its container
+    neither, no part of a dump stays where a later run could pick it up."""
+    with _signals_held():
         live = [d.child for d in dumps if d.child is not None and d.child.poll() is None]
         for child in live:
             child.terminate()
@@ -522,12 +588,14 @@ def _abandon(dumps: Sequence[_Dump]) -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        # The docker CLI is gone, not necessarily the dump it started in its container.
+        _end_leftovers(
+            m, [(d.source["container"], None) for d in dumps if d.child and d.source.get("container")]
+        )
         for d in dumps:
             for path in (d.partial, d.target):
                 if os.path.exists(path):
                     os.unlink(path)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _newest_mtime(paths: Sequence[str]) -> float:
@@ -545,11 +613,17 @@ def app_backup(m: Manifest, source: dict[str, Any]) -> tuple[str, list[str]]:
     root = locate(m, source["output"])
     started, clock = time.time(), time.monotonic()
     argv = in_container(m, source, source["command"], user=source.get("user"))
-    proc = subprocess.run(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
-    )
+    places = [(source["container"], source.get("user"))] if source.get("container") else []
+    try:
+        proc = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
+        )
+    except BaseException:  # interrupted: the command may go on in its container
+        _end_leftovers(m, places)
+        raise
     output = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
+        _end_leftovers(m, places)  # what the failed command started may still run (bench's dump tools)
         raise Failure(
             f"{source['id']}: the app's backup command failed (exit {proc.returncode}): {_tail(output)}"
         )

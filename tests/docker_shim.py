@@ -3,8 +3,12 @@
 It does what vh-backup asks of Docker with local means and records every call:
 - `docker run ... --volume SRC:DST:MODE ... --entrypoint /usr/bin/restic IMAGE ARGS`: runs Debian's restic
   with ARGS (the invariant that lets it: every volume is mounted at its own path, SRC == DST);
-- `docker exec [-i] [--user U] NAME ARGV...`: runs ARGV here, with the container's environment from the
-  state file (e.g. POSTGRES_PASSWORD, and PGHOST/PGPORT pointing at the test server);
+- `docker exec [-i] [--user U] [--env NAME=VALUE]... NAME ARGV...`: runs ARGV here, with the container's
+  environment from the state file (e.g. POSTGRES_PASSWORD, and PGHOST/PGPORT pointing at the test server)
+  and the --env entries; --user is recorded, not applied. With DOCKER_SHIM_DETACHED_EXEC=1 it behaves like
+  dockerd instead of exec'ing: ARGV runs in a session of its own (a signal to the CLI does not reach it), the
+  shim waits for it and exits with its status (ARGV writes to the shim's stdout itself), and a killed shim
+  leaves ARGV running, as a killed `docker exec` leaves its process running in the container;
 - `docker ps`, `container inspect`, `volume inspect`, `stop`, `start`, `restart`: from and to the state.
 
 State: $DOCKER_SHIM_STATE/state.json {"containers": {name: {"labels": {}, "env": {}, "running": true}},
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,14 +42,26 @@ def main(argv: list[str]) -> int:
                     return 125
         os.execvp("restic", ["restic", *argv[image_at + 1 :]])
     if command == "exec":
-        i = 1
+        i, extra = 1, {}
         while argv[i].startswith("-"):
-            i += 2 if argv[i] == "--user" else 1
+            if argv[i] in ("--env", "-e"):
+                key, value = argv[i + 1].split("=", 1)
+                extra[key] = value
+            i += 2 if argv[i] in ("--user", "-u", "--env", "-e") else 1
         name = argv[i]
         if name not in containers or not containers[name]["running"]:
             print(f"Error response from daemon: container {name} is not running", file=sys.stderr)
             return 1
-        os.execvpe(argv[i + 1], argv[i + 1 :], {**os.environ, **containers[name]["env"]})
+        env = {**os.environ, **containers[name]["env"], **extra}
+        if os.environ.get("DOCKER_SHIM_DETACHED_EXEC") == "1":
+            env.pop("DOCKER_SHIM_DETACHED_EXEC")
+            try:
+                child = subprocess.Popen(argv[i + 1 :], env=env, start_new_session=True)
+            except FileNotFoundError:
+                print(f"OCI runtime exec failed: {argv[i + 1]}: not found", file=sys.stderr)
+                return 127
+            return child.wait()
+        os.execvpe(argv[i + 1], argv[i + 1 :], env)
     if command == "ps":
         filters = [
             argv[i + 1].removeprefix("label=").split("=", 1) for i, a in enumerate(argv) if a == "--filter"

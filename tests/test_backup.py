@@ -489,21 +489,25 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
             DatabaseDump("hub", "mariadb", "clientea-hub-mariadb", "_1a2b", "root", "MARIADB_ROOT_PASSWORD"),
         ]
     )["sources"]
+    token = m.run_token  # tags what the run starts in a container: its clean-up finds it by that
+    assert re.fullmatch(r"clientea-\d+-\d+", token) and vh.Manifest(str(home)).run_token != token
     assert vh.dump_argv(m, pg) == [
-        "docker", "exec", "clientea-chat-postgres",
+        "docker", "exec", "--env", f"VH_BACKUP_RUN={token}", "clientea-chat-postgres",
         "sh", "-c", 'PGPASSWORD="${POSTGRES_PASSWORD}" exec "$@"', "sh",
         "pg_dump", "--format=custom", "--compress=0", "--no-owner", "--no-acl",
         "--username=postgres", "--dbname=chatwoot",
     ]  # fmt: skip
     maria_argv = vh.dump_argv(m, maria)
-    assert maria_argv[:7] == [
+    assert maria_argv[:9] == [
         "docker",
         "exec",
+        "--env",
+        f"VH_BACKUP_RUN={token}",
         "clientea-hub-mariadb",
         "sh",
         "-c",
         'MYSQL_PWD="${MARIADB_ROOT_PASSWORD}" exec "$@"',
         "sh",
     ]
-    assert maria_argv[7:10] == ["mariadb-dump", "--single-transaction", "--quick"]
+    assert maria_argv[9:12] == ["mariadb-dump", "--single-transaction", "--quick"]
     assert maria_argv[-2:] == ["--databases", "_1a2b"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -869,11 +870,6 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
         json.dumps(backup.settings(CLIENT, _config(w), "restic/restic:0.19.1"))
     )
     (w.home / "sources.json").write_text(json.dumps(backup.sources_manifest(sources)))
-    shim, bin_dir = tmp_path / "shim", tmp_path / "bin"
-    shim.mkdir()
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(f'#!/bin/sh\nexec {PYTHON} {ROOT / "tests" / "docker_shim.py"} "$@"\n')
-    (bin_dir / "docker").chmod(0o755)
 
     def labels(client: str) -> dict[str, str]:
         return {"io.versatilehub.client": client, "io.versatilehub.service": "chat"}
@@ -888,7 +884,7 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
         },
         "volumes": {"clientea-chat-uploads": str(uploads_path)},
     }
-    (shim / "state.json").write_text(json.dumps(state))
+    shim, bin_dir = _docker_shim(tmp_path, state)
     env = {
         "PATH": f"{bin_dir}:{pg.tool_path()}",
         "DOCKER_SHIM_STATE": str(shim),
@@ -920,7 +916,7 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
         ["start", "clientea-chat-sidekiq"],
     ]
     dumps = [c for c in calls if c[0] == "exec" and "pg_dump" in c]
-    assert len(dumps) == 2 and all(c[1] == "clientea-chat-postgres" for c in dumps)
+    assert len(dumps) == 2 and all(c[3] == "clientea-chat-postgres" for c in dumps)
     runs = [c for c in calls if c[0] == "run"]
     assert all(
         c[c.index("--entrypoint") + 1 : c.index("--entrypoint") + 3]
@@ -942,7 +938,11 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     for call in calls:
         assert REPO_PASSWORD not in json.dumps(call) and PASSWORD not in json.dumps(call)
         names = [call[i + 1] for i, a in enumerate(call) if a == "--env"]
-        assert all(re.fullmatch(r"[A-Z_]+", n) for n in names), names
+        assert all(re.fullmatch(r"[A-Z_]+|VH_BACKUP_RUN=[A-Za-z0-9_.-]+", n) for n in names), names
+    # Every command in a container carries its run's token: one per run (2 dumps, then 3 import steps).
+    tokens = [_token(c) for c in _execs(shim)]
+    assert [len(list(same)) for _, same in itertools.groupby(tokens)] == [1, 1, 3], tokens
+    assert len(set(tokens)) == 3 and all(t and t.startswith(f"{CLIENT}-") for t in tokens), tokens
 
     # Before a service's first deployment (no container yet) the pre-update step has nothing to take.
     state["containers"] = {}
@@ -953,3 +953,243 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
 
 def _config(w: World) -> BackupConfig:
     return BackupConfig.model_validate({"repository": str(w.repo)})
+
+
+def _docker_shim(tmp: Path, state: dict[str, Any]) -> tuple[Path, Path]:
+    """The stand-in docker CLI with its state: its directory (state.json, calls.jsonl), its bin directory."""
+    shim, bin_dir = tmp / "shim", tmp / "bin"
+    shim.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f'#!/bin/sh\nexec {PYTHON} {ROOT / "tests" / "docker_shim.py"} "$@"\n')
+    (bin_dir / "docker").chmod(0o755)
+    (shim / "state.json").write_text(json.dumps(state))
+    return shim, bin_dir
+
+
+# -- the docker runtime: nothing of a run goes on in a container -------------------------------------------
+
+
+def _in_containers(
+    w: World, tmp: Path, path: str, apps: Sequence[BackupSource] = ()
+) -> tuple[Path, dict[str, str]]:
+    """A _databases_world on the docker runtime: each database dumped in a container of its own
+    (clientea-<service>-<engine>, reaching the test servers over TCP), `apps` after them, through the
+    stand-in docker CLI acting as dockerd does (DOCKER_SHIM_DETACHED_EXEC): a signal to `docker exec` does
+    not reach the command, and a killed `docker exec` leaves it running. The shim's directory, and
+    vh-backup's environment (`path` behind docker)."""
+    manifest = json.loads((w.home / "sources.json").read_text())
+    for entry in manifest["sources"]:
+        if entry["kind"] == "database":
+            entry["container"] = f"{CLIENT}-{entry['service']}-{entry['engine']}"
+    manifest["sources"] += backup.sources_manifest(list(apps))["sources"]
+    (w.home / "sources.json").write_text(json.dumps(manifest))
+    settings = backup.settings(CLIENT, _config(w), "restic/restic:0.19.1")
+    (w.home / "settings.json").write_text(json.dumps(settings))
+    names = {e["container"] for e in manifest["sources"] if e.get("container")}
+    state = {"containers": {n: {"labels": {}, "env": {}, "running": True} for n in names}, "volumes": {}}
+    shim, bin_dir = _docker_shim(tmp, state)
+    return shim, {
+        "PATH": f"{bin_dir}:{path}",
+        "DOCKER_SHIM_STATE": str(shim),
+        "DOCKER_SHIM_DETACHED_EXEC": "1",
+    }
+
+
+def _execs(shim: Path) -> list[list[str]]:
+    calls = shim / "calls.jsonl"
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return [c for c in map(json.loads, lines) if c[0] == "exec"]
+
+
+def _is_cleanup(call: list[str]) -> bool:
+    """vh-backup's look for what its run left in a container (`sh -c <script> sh <token>`)."""
+    return "-c" in call and "/proc/" in call[call.index("-c") + 1]
+
+
+def _token(call: list[str]) -> str | None:
+    """The run token a `docker exec` hands its command (--env VH_BACKUP_RUN=...); a clean-up's is $1."""
+    if _is_cleanup(call):
+        return call[-1]
+    tagged = [call[i + 1] for i, a in enumerate(call) if a == "--env" and "=" in call[i + 1]]
+    return next((v.split("=", 1)[1] for v in tagged if v.startswith("VH_BACKUP_RUN=")), None)
+
+
+def _running(pid: int) -> bool:
+    """Alive, zombies aside (an orphan's zombie waits for whoever reaps orphans on this machine)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _carriers(tokens: Iterable[str]) -> list[int]:
+    """The running processes whose environment holds exactly VH_BACKUP_RUN=<one of tokens>."""
+    wanted = {f"VH_BACKUP_RUN={t}".encode() for t in tokens}
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and wanted & set((entry / "environ").read_bytes().split(b"\0")):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return [pid for pid in found if _running(pid)]
+
+
+def _end_strays(shim: Path, pids: Path) -> None:
+    """Whatever failed, nothing a test's run left in its "containers" outlives the test."""
+    tokens = {t for t in map(_token, _execs(shim)) if t}
+    for pid in {*_carriers(tokens), *(int(p.name) for p in pids.iterdir())}:
+        if _running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _check_cleanups(shim: Path, token: str, containers: Sequence[str]) -> None:
+    """One clean-up per container, as the user the commands ran as, handed the token as $1 only."""
+    cleanups = [c for c in _execs(shim) if _is_cleanup(c)]
+    assert sorted(c[c.index("-c") - 2] for c in cleanups) == sorted(containers), cleanups
+    for call in cleanups:
+        script = call[call.index("-c") + 1]
+        assert call[-2:] == ["sh", token] and token not in script, call
+        assert "VH_BACKUP_RUN" not in " ".join(call[: call.index("-c")]), "the clean-up itself is untagged"
+
+
+def test_a_run_interrupted_during_the_dumps_leaves_nothing_running_in_the_containers(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, _ = _databases_world(tmp_path, pg, maria)
+    shims, pids = tmp_path / "shims", tmp_path / "pids"
+    pids.mkdir()
+    for tool in ("pg_dump", "mariadb-dump"):  # hang in their containers; the PID is the very dump process
+        _shim(shims, tool, f"echo $$ > {pids}/$$\nexec sleep 300")
+    shim, env = _in_containers(w, tmp_path, f"{shims}:{w.env()['PATH']}")
+    proc = subprocess.Popen(
+        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
+        env=w.env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(pids.iterdir())) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the three dumps never ran together"
+            time.sleep(0.05)
+        dumps = [int(p.name) for p in pids.iterdir()]
+        [token] = {_token(c) for c in _execs(shim)}
+        assert token and sorted(_carriers([token])) == sorted(dumps)
+
+        proc.send_signal(signal.SIGTERM)  # to vh-backup only, as systemd's stop would reach the CLI at most
+        stdout, stderr = proc.communicate(timeout=30)
+
+        assert proc.returncode == 130 and "interrupted; no snapshot was recorded" in stderr, stdout + stderr
+        assert "warning" not in stderr, stderr
+        assert not [pid for pid in dumps if _running(pid)], "no dump goes on in its container"
+        assert _carriers([token]) == [], "nothing that carries the run's token is left"
+        # (The shim's "containers" share this machine's processes: the first clean-up finds all three.)
+        stopped = re.findall(r"^stopped (\d+) process\(es\) of this run left in \S+$", stdout, re.MULTILINE)
+        assert sum(map(int, stopped)) == 3, stdout
+        _check_cleanups(
+            shim, token, [f"{CLIENT}-chat-postgres", f"{CLIENT}-flow-postgres", f"{CLIENT}-hub-mariadb"]
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _end_strays(shim, pids)
+    assert snapshots(w.repo) == [] and _dump_leftovers(w) == []
+
+    for tool in ("pg_dump", "mariadb-dump"):
+        (shims / tool).unlink()
+    w.vh("run", extra_env=env)
+    assert len(snapshots(w.repo)) == 1
+    tokens = [_token(c) for c in _execs(shim) if not _is_cleanup(c)]
+    assert tokens[:3] == [token] * 3 and len(tokens) == 6 and len(set(tokens[3:])) == 1, tokens
+    assert tokens[3] != token, "the next run has a token of its own"
+
+
+def test_a_dump_failing_while_another_goes_on_in_its_container_ends_that_one_too(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    """The run waits for every dump, then fails: a dump still under way then is one whose docker CLI ended
+    while it went on in its container (the CLI lost, say): chat's, here, beside hub's failing dump."""
+    w, (chat, _, hub) = _databases_world(tmp_path, pg, maria)
+    shims, pids = tmp_path / "shims", tmp_path / "pids"
+    pids.mkdir()
+    _shim(
+        shims,
+        "pg_dump",
+        f'case "$*" in *--dbname={chat}*) echo $$ > {pids}/$$; kill -KILL $PPID; exec sleep 300;; esac\n'
+        f'exec {pg.bin}/pg_dump "$@"',
+    )
+    maria.sql(f"DROP DATABASE {hub}")  # mariadb-dump fails at once
+    shim, env = _in_containers(w, tmp_path, f"{shims}:{w.env()['PATH']}")
+    try:
+        proc = w.vh("run", check=False, extra_env=env)
+
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        assert (
+            f"hub/mariadb-{hub}: dumping mariadb database {hub} in {CLIENT}-hub-mariadb failed" in proc.stderr
+        )
+        [dump] = [int(p.name) for p in pids.iterdir()]
+        assert not _running(dump), "chat's dump does not go on in its container"
+        [token] = {_token(c) for c in _execs(shim)}
+        assert token and _carriers([token]) == []
+        assert f"stopped 1 process(es) of this run left in {CLIENT}-chat-postgres" in proc.stdout
+        _check_cleanups(
+            shim, token, [f"{CLIENT}-chat-postgres", f"{CLIENT}-flow-postgres", f"{CLIENT}-hub-mariadb"]
+        )
+    finally:
+        _end_strays(shim, pids)
+    assert snapshots(w.repo) == [] and _dump_leftovers(w) == []
+
+
+def test_an_interrupted_app_backup_leaves_nothing_running_in_its_container(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, _ = _databases_world(tmp_path, pg, maria)
+    shims, pids = tmp_path / "shims", tmp_path / "pids"
+    pids.mkdir()
+    _shim(shims, "bench", f"echo $$ > {pids}/$$\nexec sleep 300")  # hangs in its container
+    sites = w.location("hub", "sites")
+    app = AppBackupCommand(
+        "hub",
+        f"{CLIENT}-hub-backend",
+        ("bench", "--site", "all", "backup"),
+        sites,
+        "*/private/backups",
+        "frappe",
+    )
+    shim, env = _in_containers(w, tmp_path, f"{shims}:{w.env()['PATH']}", [app])
+    proc = subprocess.Popen(
+        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
+        env=w.env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not list(pids.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the app's backup never ran"
+            time.sleep(0.05)
+        [bench] = [int(p.name) for p in pids.iterdir()]
+
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+
+        assert proc.returncode == 130 and "interrupted; no snapshot was recorded" in stderr, stdout + stderr
+        assert not _running(bench), "bench does not go on in its container"
+        [token] = {_token(c) for c in _execs(shim)}
+        assert token and _carriers([token]) == []
+        _check_cleanups(shim, token, [f"{CLIENT}-hub-backend"])
+        [cleanup] = [c for c in _execs(shim) if _is_cleanup(c)]
+        assert cleanup[1:3] == ["--user", "frappe"], "as the user the command ran as"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _end_strays(shim, pids)
+    assert snapshots(w.repo) == []
