@@ -291,6 +291,14 @@ def full_world(tmp: Path, pg: Postgres, maria: MariaDB) -> tuple[World, list[Any
     return w, sources
 
 
+def _acme_only(w: World) -> DataLocation:
+    """The smallest client to back up: Traefik's acme.json alone."""
+    location = w.location("edge", "letsencrypt")
+    Path(location.source, "acme.json").write_text("{}")
+    w.install([FileSet("edge", location)])
+    return location
+
+
 def app_env(w: World) -> dict[str, str]:
     return {"SITES": str(w.data("hub", "sites"))}
 
@@ -544,7 +552,29 @@ def test_a_dump_failing_while_another_runs_fails_the_run_and_leaves_nothing(
 
 
 def _alive(pid: int) -> bool:
+    """The process exists, a zombie included (unlike _running): what its parent has not reaped yet."""
     return Path(f"/proc/{pid}").exists()
+
+
+def _start_run(w: World, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`vh-backup run` in a session of its own (the test signals the run alone, and can kill all of it)."""
+    return subprocess.Popen(
+        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
+        env=w.env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for_pids(proc: subprocess.Popen[str], pids: Path, count: int, never: str) -> list[int]:
+    """The PIDs `count` stand-ins under the run wrote (each the very process the run started)."""
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < count:
+        assert proc.poll() is None and time.monotonic() < deadline, never
+        time.sleep(0.05)
+    return [int(p.name) for p in pids.iterdir()]
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGTERM-ignored-by-the-dump"])
@@ -559,20 +589,10 @@ def test_a_run_interrupted_during_the_dumps_stops_them_and_the_next_run_succeeds
     ignore = "trap '' TERM\n" if how == "SIGTERM-ignored-by-the-dump" else ""
     for tool in ("pg_dump", "mariadb-dump"):
         _shim(shims, tool, f"{ignore}echo $$ > {pids}/$$\nexec sleep 300")
-    proc = subprocess.Popen(
-        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
-        env=w.env({"PATH": f"{shims}:{w.env()['PATH']}"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    env = {"PATH": f"{shims}:{w.env()['PATH']}"}
+    proc = _start_run(w, env)
     try:
-        deadline = time.monotonic() + 30
-        while len(list(pids.iterdir())) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, "the three dumps never ran together"
-            time.sleep(0.05)
-        children = [int(p.name) for p in pids.iterdir()]
+        children = _wait_for_pids(proc, pids, 3, "the three dumps never ran together")
         assert all(_alive(pid) for pid in children)
 
         proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGTERM)  # to vh-backup only
@@ -671,9 +691,7 @@ def test_a_run_stopped_by_systemd_ends_cleanly_without_a_stale_lock(tmp_path: Pa
 
 def test_a_wrong_repository_password_is_a_clear_error(tmp_path: Path) -> None:
     w = World(tmp_path)
-    location = w.location("edge", "letsencrypt")
-    Path(location.source, "acme.json").write_text("{}")
-    w.install([FileSet("edge", location)])
+    location = _acme_only(w)
     w.vh("init")
     w.vh("run")
     w.install([FileSet("edge", location)], repo_password="not-the-repository-password")
@@ -694,9 +712,7 @@ def test_init_twice_is_harmless(tmp_path: Path) -> None:
     first = w.vh("init")
     config = restic(w.repo, "cat", "config")
     assert json.loads(config)["version"] == 2, "format 2 (compression) even on restic 0.14"
-    location = w.location("edge", "letsencrypt")
-    Path(location.source, "acme.json").write_text("{}")
-    w.install([FileSet("edge", location)])
+    _acme_only(w)
     w.vh("run")
     second = w.vh("init")
     assert "created repository" in first.stdout and "exists (format 2)" in second.stdout
@@ -727,9 +743,7 @@ def restic_policy(times: list[datetime], daily: int, weekly: int, monthly: int) 
 
 def test_retention_keeps_exactly_what_the_policy_says(tmp_path: Path) -> None:
     w = World(tmp_path, keep=(7, 5, 12))
-    location = w.location("edge", "letsencrypt")
-    Path(location.source, "acme.json").write_text("{}")
-    w.install([FileSet("edge", location)])
+    location = _acme_only(w)
     w.vh("init")
     # 15 months of runs, thinned out where the policy cannot tell the difference: daily for ten days,
     # every 6th day for the rest of two months, every 29th day before that; two runs on some days; and a
@@ -762,9 +776,7 @@ def test_retention_keeps_exactly_what_the_policy_says(tmp_path: Path) -> None:
 
 def test_retention_numbers_come_from_the_stack(tmp_path: Path) -> None:
     w = World(tmp_path, keep=(2, 0, 1))
-    location = w.location("edge", "letsencrypt")
-    Path(location.source, "acme.json").write_text("{}")
-    w.install([FileSet("edge", location)])
+    location = _acme_only(w)
     w.vh("init")
     newest = datetime(2026, 11, 20, 3, 0)
     times = [newest - timedelta(days=d) for d in (0, 1, 2, 40)]
@@ -779,9 +791,7 @@ def test_retention_numbers_come_from_the_stack(tmp_path: Path) -> None:
 
 def test_freshness_reads_the_repository_not_the_job(tmp_path: Path) -> None:
     w = World(tmp_path)
-    location = w.location("edge", "letsencrypt")
-    Path(location.source, "acme.json").write_text("{}")
-    w.install([FileSet("edge", location)])
+    location = _acme_only(w)
     w.vh("init")
     none = w.vh("freshness", check=False)
     assert none.returncode == 1 and none.stdout.startswith("STALE: clientea has no complete snapshot")
@@ -1063,20 +1073,9 @@ def test_a_run_interrupted_during_the_dumps_leaves_nothing_running_in_the_contai
     for tool in ("pg_dump", "mariadb-dump"):  # hang in their containers; the PID is the very dump process
         _shim(shims, tool, f"echo $$ > {pids}/$$\nexec sleep 300")
     shim, env = _in_containers(w, tmp_path, f"{shims}:{w.env()['PATH']}")
-    proc = subprocess.Popen(
-        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
-        env=w.env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_run(w, env)
     try:
-        deadline = time.monotonic() + 30
-        while len(list(pids.iterdir())) < 3:
-            assert proc.poll() is None and time.monotonic() < deadline, "the three dumps never ran together"
-            time.sleep(0.05)
-        dumps = [int(p.name) for p in pids.iterdir()]
+        dumps = _wait_for_pids(proc, pids, 3, "the three dumps never ran together")
         [token] = {_token(c) for c in _execs(shim)}
         assert token and sorted(_carriers([token])) == sorted(dumps)
 
@@ -1162,21 +1161,9 @@ def test_an_interrupted_app_backup_leaves_nothing_running_in_its_container(
         "frappe",
     )
     shim, env = _in_containers(w, tmp_path, f"{shims}:{w.env()['PATH']}", [app])
-    proc = subprocess.Popen(
-        [PYTHON, str(SCRIPT), "--home", str(w.home), "run"],
-        env=w.env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_run(w, env)
     try:
-        deadline = time.monotonic() + 30
-        while not list(pids.iterdir()):
-            assert proc.poll() is None and time.monotonic() < deadline, "the app's backup never ran"
-            time.sleep(0.05)
-        [bench] = [int(p.name) for p in pids.iterdir()]
-
+        [bench] = _wait_for_pids(proc, pids, 1, "the app's backup never ran")
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
 

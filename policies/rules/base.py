@@ -225,12 +225,12 @@ class Anchor:
         return tags
 
 
-EXCLUDE_FOR = {
-    "type": "array",
-    "items": {"type": "string"},
-    "default": [],
-    "description": "Resource names (logical or physical; shell-style globs) this rule leaves alone.",
-}
+def list_of(default: list[Any], description: str, item: str = "string") -> dict[str, Any]:
+    """The config schema of a rule setting that is a list (of strings unless `item` says otherwise)."""
+    return {"type": "array", "items": {"type": item}, "default": default, "description": description}
+
+
+EXCLUDE_FOR = list_of([], "Resource names (logical or physical; shell-style globs) this rule leaves alone.")
 
 ANCHORS: dict[str, Anchor] = {}
 

@@ -22,6 +22,7 @@ from .base import (
     Resource,
     Settings,
     Stack,
+    list_of,
     resource_rule,
     service_of,
     stack_rule,
@@ -92,12 +93,9 @@ def _entropy_bits(value: str) -> float:
     config={
         "minLength": {"type": "integer", "default": 32, "description": "Minimum characters (and bytes)."},
         "minDistinct": {"type": "integer", "default": 10, "description": "Minimum distinct characters."},
-        "issuedElsewhere": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": ISSUED_ELSEWHERE,
-            "description": "Variable names (globs) whose values a third party issues in its own format.",
-        },
+        "issuedElsewhere": list_of(
+            ISSUED_ELSEWHERE, "Variable names (globs) whose values a third party issues in its own format."
+        ),
     },
 )
 def secret_strength(r: Resource, s: Settings) -> Iterator[str]:

@@ -23,6 +23,7 @@ from .base import (
     Settings,
     Stack,
     known,
+    list_of,
     resource_rule,
     stack_rule,
 )
@@ -277,14 +278,7 @@ def _port_of(address: str) -> int | None:
     level="mandatory",
     remediation="Write labels only with components/routing.py (router on websecure, tls.certresolver set); "
     "keep the web entrypoint's redirection to https.",
-    config={
-        "tlsEntrypoints": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": ["websecure"],
-            "description": "The entrypoints routers may use.",
-        }
-    },
+    config={"tlsEntrypoints": list_of(["websecure"], "The entrypoints routers may use.")},
 )
 def routers_tls_only(stack: Stack, s: Settings) -> Iterator[Finding]:
     cs = containers(stack)
@@ -379,12 +373,9 @@ FORBIDDEN_PROXY_SWITCHES = [
     remediation="Never mount /var/run/docker.sock into a service; Traefik uses "
     "--providers.docker.endpoint=tcp://socket-proxy:2375 (a socket mounted :ro does not restrict the API).",
     config={
-        "forbiddenSwitches": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": FORBIDDEN_PROXY_SWITCHES,
-            "description": "Socket proxy variables that must stay 0 or unset.",
-        }
+        "forbiddenSwitches": list_of(
+            FORBIDDEN_PROXY_SWITCHES, "Socket proxy variables that must stay 0 or unset."
+        )
     },
 )
 def no_docker_socket(r: Resource, s: Settings) -> Iterator[str]:
@@ -430,12 +421,7 @@ def _loopback(ip: Any) -> bool:
     remediation="Route the service through Traefik (d.expose); in standalone mode publish on 127.0.0.1 and "
     "reach it through an SSH tunnel.",
     config={
-        "traefikPorts": {
-            "type": "array",
-            "items": {"type": "integer"},
-            "default": [80, 443],
-            "description": "Host ports Traefik may publish.",
-        },
+        "traefikPorts": list_of([80, 443], "Host ports Traefik may publish.", item="integer"),
         **DATA_STORE_CONFIG,
     },
 )

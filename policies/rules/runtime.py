@@ -20,6 +20,7 @@ from .base import (
     Settings,
     Stack,
     known,
+    list_of,
     resource_rule,
     stack_rule,
 )
@@ -111,12 +112,7 @@ def _cap(name: Any) -> str:
     types=(CONTAINER,),
     remediation="capabilities=ContainerCapabilitiesArgs(drops=['ALL'], adds=[only what the process needs]).",
     config={
-        "allowedCapabilities": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": DOCKER_DEFAULT_CAPABILITIES,
-            "description": "Capabilities a container may add back.",
-        }
+        "allowedCapabilities": list_of(DOCKER_DEFAULT_CAPABILITIES, "Capabilities a container may add back.")
     },
 )
 def capabilities_restricted(r: Resource, s: Settings) -> Iterator[str]:
@@ -179,18 +175,10 @@ SOCKET_SUFFIXES = ("docker.sock", "containerd.sock", "podman.sock")
     types=(CONTAINER,),
     remediation="Mount only the service's own data directory or volume; pass configuration with uploads.",
     config={
-        "sensitivePaths": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": SENSITIVE_PATHS,
-            "description": "Host paths (and everything below them) never mounted.",
-        },
-        "allowedReadOnly": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": ["/etc/localtime", "/etc/timezone"],
-            "description": "Single host files a container may mount read-only.",
-        },
+        "sensitivePaths": list_of(SENSITIVE_PATHS, "Host paths (and everything below them) never mounted."),
+        "allowedReadOnly": list_of(
+            ["/etc/localtime", "/etc/timezone"], "Single host files a container may mount read-only."
+        ),
     },
 )
 def no_sensitive_host_mounts(r: Resource, s: Settings) -> Iterator[str]:
@@ -399,12 +387,7 @@ ROTATING_DRIVERS = [
     types=(CONTAINER,),
     remediation="log_driver='json-file', log_opts={'max-size': '10m', 'max-file': '3'} (the default).",
     config={
-        "rotatingDrivers": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": ROTATING_DRIVERS,
-            "description": "Log drivers that rotate or ship logs off the host.",
-        }
+        "rotatingDrivers": list_of(ROTATING_DRIVERS, "Log drivers that rotate or ship logs off the host.")
     },
 )
 def log_rotation(r: Resource, s: Settings) -> Iterator[str]:
@@ -427,14 +410,7 @@ def log_rotation(r: Resource, s: Settings) -> Iterator[str]:
     level="mandatory",
     types=(IMAGE, CONTAINER),
     remediation="Pin the tag in components/versions.py (or the stack's versatilehub:versions override).",
-    config={
-        "movingTags": {
-            "type": "array",
-            "items": {"type": "string"},
-            "default": sorted(MOVING_TAGS),
-            "description": "Tags that move under a deployment.",
-        }
-    },
+    config={"movingTags": list_of(sorted(MOVING_TAGS), "Tags that move under a deployment.")},
 )
 def image_pinned(r: Resource, s: Settings) -> Iterator[str]:
     # A RemoteImage names the reference; a container normally holds the pulled image's id (sha256:..., not
