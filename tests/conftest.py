@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pulumi
@@ -103,3 +103,15 @@ def pre_update_calls(monkeypatch: pytest.MonkeyPatch) -> PreUpdateCalls:
 
     monkeypatch.setattr(Deployment, "pre_update_backup", pre_update_backup)
     return asked
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Any]:
+    """A private dockerd for this session (tools/engine.py); it fails, never skips, where none can run."""
+    from tools import engine
+
+    reason = engine.available()
+    if reason:
+        pytest.fail(f"real-engine tests need a private dockerd: {reason}")
+    with engine.Engine() as running:
+        yield running
