@@ -28,6 +28,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from components import monitoring
 from components.config import BackupConfig, SuiteConfig, secret
 from components.deployment import AppBackupCommand, BackupSource, DatabaseDump, Deployment, FileSet
 from components.storage import DataLocation
@@ -59,9 +60,12 @@ def unit_name(config: SuiteConfig, check: bool = False) -> str:
     return f"vh-backup{'-check' if check else ''}-{config.client}"
 
 
-def settings(client: str, b: BackupConfig, image: str) -> dict[str, Any]:
-    """The repository's side of vh-backup: how restic runs, retention, the check and the freshness limit."""
+def settings(client: str, b: BackupConfig, image: str, status: tuple[str, str] = ("", "")) -> dict[str, Any]:
+    """The repository's side of vh-backup: how restic runs, retention, the check and the freshness limit;
+    where it records its last run and its last restore drill for the collector (components/monitoring.py)."""
     return {
+        "status_file": status[0],
+        "drill_status_file": status[1],
         "format": FORMAT,
         "client": client,
         "runtime": "docker",
@@ -207,7 +211,11 @@ class BackupRepository(pulumi.ComponentResource):
             + write_file(f"{self.home}/vh-backup", (SCRIPTS / "vh_backup.py").read_text(), "0700")
             + write_file(
                 f"{self.home}/settings.json",
-                json.dumps(settings(cfg.client, b, d.images.reference("restic")), indent=2, sort_keys=True),
+                json.dumps(
+                    settings(cfg.client, b, d.images.reference("restic"), monitoring.status_files(cfg)),
+                    indent=2,
+                    sort_keys=True,
+                ),
                 "0600",
             )
             # Secrets reach the file through printf (a shell builtin): never a command line, never this text.

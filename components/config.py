@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components import catalog, versions
+from components.monitoring import MonitoringConfig
 
 NAMESPACE = "versatilehub"
 # The seed's thresholds: the limits of every container of a stack stay within these shares of its host.
@@ -792,6 +793,7 @@ class SuiteConfig(Model):
     backup: BackupConfig = Field(default_factory=dict, validate_default=True)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)  # type: ignore[arg-type]
     portal: PortalConfig = Field(default_factory=PortalConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)  # type: ignore[arg-type]
     # Secrets (stored with --secret; kept as SecretStr so they never show in a repr or a log).
     ssh_private_key: SecretStr | None = Field(
         None, json_schema_extra={"example": "--secret < ~/.ssh/id_ed25519"}
@@ -918,6 +920,7 @@ class SuiteConfig(Model):
             problems.append(
                 f"verify.serviceBudgetMs.{service}: {service} is not in services (remove this budget)"
             )
+        problems.extend(f"monitoring.{p}" for p in self.monitoring.problems(self))
         if self.verify.trusted_tls and self.runs_traefik and self.traefik.acme_staging:
             problems.append(
                 "verify.trustedTls: certificates from Let's Encrypt's staging CA are never trusted; "

@@ -20,9 +20,10 @@ from components.edge import Edge, Networks
 from components.flow import Flow
 from components.host import Host
 from components.hub import Hub
+from components.monitoring import monitoring
 from components.outputs import secret_commands
 from components.portal import Portal
-from components.verify import Verify
+from components.verify import Verify, probes
 from components.versions import tag_of
 
 
@@ -69,6 +70,12 @@ class Suite(pulumi.ComponentResource):
         self.verify = (
             Verify("verify", d, services=self.services, edge=self.edge, portal=self.portal, opts=child)
             if config.verify.enabled
+            else None
+        )
+        # The collector on the host (issue 19): it probes what the verification probes, once all is up.
+        self.monitoring = (
+            monitoring("monitoring", d, probes(d, self.services, self.edge, self.portal), [*deployed], self)
+            if config.monitoring.enabled
             else None
         )
 

@@ -1071,6 +1071,40 @@ def restore(m: Manifest, env_file: str, wanted: str, services: Sequence[str], co
 # ---------------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def recorded(m: Manifest, reason: str, services: Sequence[str]) -> Iterator[None]:
+    """The outcome of a whole-client run, for the collector (scripts/vh_collect.py): settings.json's
+    status_file (world-readable, no secrets) gets {"finished", "result", "message", "last_ok"}."""
+    path = m.settings.get("status_file")
+    if not path or services:
+        yield
+        return
+    before = _read_status(path)
+    record: dict[str, Any] = {"format": FORMAT, "reason": reason, "last_ok": before.get("last_ok")}
+    try:
+        yield
+        record.update(result="ok", message="")
+    except BaseException as exc:
+        record.update(result="failed", message=str(exc) or type(exc).__name__)
+        raise
+    finally:
+        record["finished"] = int(time.time())
+        if record["result"] == "ok":
+            record["last_ok"] = record["finished"]
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(f"{path}.new", "w") as f:
+            json.dump(record, f, sort_keys=True)
+        os.chmod(f"{path}.new", 0o644)
+        os.replace(f"{path}.new", path)
+
+
+def _read_status(path: str) -> dict[str, Any]:
+    try:
+        return _read_json(path)
+    except (OSError, Failure):
+        return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(prog="vh-backup", description=__doc__.split("\n\n")[0])
@@ -1116,7 +1150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ):
                     say(f"nothing deployed yet for {', '.join(args.service) or m.client}: nothing to back up")
                     return 0
-            with exclusive(m):
+            with exclusive(m), recorded(m, args.reason, args.service):
                 run(m, env_file, args.reason, args.service)
             return 0
         if args.command == "forget":
