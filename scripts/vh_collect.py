@@ -397,6 +397,7 @@ class Collector:
             "format": FORMAT,
             "client": self.client,
             "time": int(self.now),
+            "interval_minutes": self.s.get("interval_minutes", 5),
             "thresholds": self.thresholds,
             "containers": containers,
             "host": host_status(self.s.get("data_root", "/")),

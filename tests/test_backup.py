@@ -77,6 +77,9 @@ def test_the_installed_tool_is_the_tested_script_with_the_stacks_settings(full: 
     assert settings == {
         "format": 1,
         "client": "clientea",
+        # Where its last run and last restore drill are recorded for the collector (components/monitoring.py).
+        "status_file": "/srv/versatilehub/clientea/monitor/backup.json",
+        "drill_status_file": "/srv/versatilehub/clientea/monitor/drill.json",
         "runtime": "docker",
         "image": "restic/restic:0.19.1",
         "forget": ["--keep-daily=7", "--keep-weekly=5", "--keep-monthly=12"],

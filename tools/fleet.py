@@ -2,6 +2,7 @@
 
     python -m tools.fleet            # one line per Pulumi.*.yaml
     python -m tools.fleet --json
+    python -m tools.fleet --live [--json]   # what each server's collector reports now (tools/fleet_live.py)
 
 For each stack file: the offline plan (the real program under Pulumi's mock runtime, tools/harness.py) and
 the policy pack on that plan (tools/policy.py). One line per client: mode, services, the version each
@@ -175,11 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.fleet", description=__doc__.split("\n\n")[0])
     parser.add_argument("stacks", nargs="*", type=Path, help="stack files (default: every Pulumi.*.yaml)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON, with every violation")
+    parser.add_argument("--live", action="store_true", help="each server's latest collector status instead")
+    parser.add_argument("--parallel", type=int, default=16, help="--live: hosts read at once")
+    parser.add_argument("--timeout", type=float, default=10.0, help="--live: seconds per host")
+    parser.add_argument("--identity", help="--live: ssh private key (default: ssh's own, or the agent)")
     args = parser.parse_args(argv)
     paths = args.stacks or list(harness.iter_stack_files())
     if not paths:
         print("no Pulumi.*.yaml stack files here", file=sys.stderr)
         return 2
+    if args.live:
+        return live(paths, args)
     rows = [inspect(p) for p in paths]
     hosts = shared_hosts(rows)
     if args.json:
@@ -187,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(table(rows, hosts))
     return 1 if any(r.failed for r in rows) or any(h["overBudget"] for h in hosts) else 0
+
+
+def live(paths: list[Path], args: argparse.Namespace) -> int:
+    """Exit 1 when a server reports an incident, is stale or cannot be read."""
+    from tools import fleet_live
+
+    rows = fleet_live.collect(paths, parallel=args.parallel, timeout=args.timeout, identity=args.identity)
+    print(json.dumps({"live": [asdict(r) for r in rows]}, indent=2) if args.json else fleet_live.table(rows))
+    return 0 if all(r.overall == "ok" for r in rows) else 1
 
 
 if __name__ == "__main__":
