@@ -114,8 +114,9 @@ class MonitoringConfig(_Model):
         """Checks that need the rest of the stack: "field: message" (components/config.py prefixes them)."""
         if self.email and self.smtp is None and config.chat.smtp.address is None:
             return [
-                "email: alert mail needs an SMTP server; set monitoring.smtp.address and "
-                "monitoring.smtp.sender (or Chat's chat.smtp), or remove monitoring.email"
+                "smtp: alert mail to monitoring.email needs an SMTP server; fix: pulumi config set --path "
+                "'versatilehub:monitoring.smtp.address' smtp.cliente.com and pulumi config set --path "
+                "'versatilehub:monitoring.smtp.sender' alerts@cliente.com (or give Chat's chat.smtp)"
             ]
         return []
 

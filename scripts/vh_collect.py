@@ -51,7 +51,7 @@ MAX_LINE = 300
 PATTERNS = {
     "rails": r"^[EF], \[|\b(ERROR|FATAL) -- |\b[A-Z]\w+(::\w+)*Error\b.*\(|ActiveRecord::\w+Error",
     "frappe": r"Traceback \(most recent call last\)|frappe\.exceptions\.\w+|\[ERROR\]|\bCRITICAL\b",
-    "node": r'"level":\s*("error"|"fatal"|5\d|60)\b|\bUnhandledPromiseRejection|\bUncaught\b|'
+    "node": r'"level":\s*("error"|"fatal"|5\d|60)(?=[,}\s])|\bUnhandledPromiseRejection|\bUncaught\b|'
     r"FATAL ERROR|^\s*(Type|Reference|Range|Syntax)?Error: |\[error\]|\bERROR\b",
     # Anything else (Traefik, PostgreSQL, MariaDB, Redis, the socket proxy, nginx).
     "generic": r"\b(ERROR|FATAL|PANIC|CRITICAL)\b|level=(error|fatal)|\[(error|crit|alert|emerg)\]",
