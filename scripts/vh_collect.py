@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import functools
 import http.client
 import json
 import os
@@ -274,12 +275,22 @@ def probe(endpoint: dict[str, Any], edge: str, timeout: float) -> dict[str, Any]
     return result
 
 
+@functools.cache
+def _context(verified: bool) -> ssl.SSLContext:
+    """One context of each kind per run, shared by the probes: loading the CA store is most of a
+    handshake's CPU time and memory."""
+    context = ssl.create_default_context()
+    if not verified:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _tls(address: tuple[str, int], hostname: str, timeout: float, result: dict[str, Any]) -> ssl.SSLSocket:
     """A verified handshake; when the certificate is not trusted (yet: staging CA, before DNS), recorded as
     `tls: untrusted` and repeated unverified, as the post-deploy probe does (the address is this host)."""
-    verified = ssl.create_default_context()
     try:
-        sock = verified.wrap_socket(
+        sock = _context(True).wrap_socket(
             socket.create_connection(address, timeout=timeout), server_hostname=hostname
         )
         result["tls"] = "trusted"
@@ -287,10 +298,7 @@ def _tls(address: tuple[str, int], hostname: str, timeout: float, result: dict[s
     except ssl.SSLCertVerificationError as exc:
         result["tls"] = "untrusted"
         result["tls_error"] = exc.verify_message
-    unverified = ssl.create_default_context()
-    unverified.check_hostname = False
-    unverified.verify_mode = ssl.CERT_NONE
-    return unverified.wrap_socket(
+    return _context(False).wrap_socket(
         socket.create_connection(address, timeout=timeout), server_hostname=hostname
     )
 
@@ -454,6 +462,7 @@ APP_ROLES = frozenset(
 )
 
 
+@functools.cache
 def _patterns() -> dict[str, re.Pattern[str]]:
     return {app: re.compile(p, re.MULTILINE) for app, p in PATTERNS.items()}
 

@@ -3,14 +3,17 @@
 Each stack's latest status.json (written by its collector, scripts/vh_collect.py, in
 <dataRoot>/<client>/monitor) is read through the host connection the stack itself uses: the file on this
 machine for a unix:// host, `ssh` with the stack's pinned host key (StrictHostKeyChecking=yes against a
-known_hosts file holding only that key) for an ssh:// one. The reads run in parallel (at most
-`parallel` at once), each with its own timeout; a host that cannot be read is one row saying why.
+known_hosts file holding only that key) for an ssh:// one. Stacks on the same server share one ssh
+session; the servers are read in parallel (at most `parallel` at once), each with its own timeout. A
+host that cannot be read gives each of its stacks one row saying why.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import shlex
 import subprocess
 import tempfile
 import time
@@ -51,38 +54,60 @@ def stack_config(path: Path) -> SuiteConfig:
     return parse(raw, frozenset(k.split(":", 1)[1] for k in stack.secret_keys))
 
 
-def read_status(config: SuiteConfig, timeout: float, identity: str | None, known_hosts_dir: str) -> bytes:
-    """status.json's bytes, through the stack's own host connection."""
-    path = f"{monitor_home(config)}/status.json"
-    host = config.host
+MISSING = "==vh-missing=="
+
+
+def status_path(config: SuiteConfig) -> str:
+    return f"{monitor_home(config)}/status.json"
+
+
+def connection(config: SuiteConfig) -> tuple[str, str]:
+    """Stacks with the same connection share one read (one ssh session for every stack on a server)."""
+    return config.host.docker, config.host.ssh_host_key or ""
+
+
+def read_statuses(
+    configs: Sequence[SuiteConfig], timeout: float, identity: str | None, known_hosts_dir: str
+) -> dict[str, bytes | None]:
+    """status path -> its bytes (None: absent), for stacks that share one host connection."""
+    paths = [status_path(c) for c in configs]
+    host = configs[0].host
     if not host.is_ssh:
-        return Path(path).read_bytes()
+        found: dict[str, bytes | None] = {}
+        for path in paths:
+            try:
+                found[path] = Path(path).read_bytes()
+            except FileNotFoundError:
+                found[path] = None
+        return found
     entry = host.ssh_address if host.ssh_port == 22 else f"[{host.ssh_address}]:{host.ssh_port}"
-    known = Path(known_hosts_dir) / f"known_hosts.{config.client}"
+    known = Path(known_hosts_dir) / f"known_hosts.{configs[0].client}"
     known.write_text(f"{entry} {host.ssh_host_key}\n")
     argv = [
         "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={known}",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        f"ConnectTimeout={max(1, int(timeout))}",
-        "-p",
-        str(host.ssh_port),
+        *("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"),
+        *("-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null"),
+        *("-o", f"ConnectTimeout={max(1, int(timeout))}", "-p", str(host.ssh_port)),
     ]
     if identity:
         argv += ["-i", identity, "-o", "IdentitiesOnly=yes"]
-    argv += [f"{host.ssh_user}@{host.ssh_address}", "cat", "--", path]
+    # One session reads every stack's file on this server, each after a marker line naming it (a fresh
+    # token: a status file quotes log lines, which must never pass for a marker).
+    mark = f"==vh-status-{secrets.token_hex(8)}=="
+    remote = (
+        f"for f in {' '.join(shlex.quote(p) for p in paths)}; do "
+        f'echo "{mark} $f"; cat -- "$f" 2>/dev/null || echo {MISSING}; echo; done'
+    )
+    argv += [f"{host.ssh_user}@{host.ssh_address}", remote]
     done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
         raise OSError(reason[-1] if reason else f"ssh exited with {done.returncode}")
-    return done.stdout
+    found = {}
+    for chunk in done.stdout.split(f"{mark} ".encode())[1:]:
+        name, _, body = chunk.partition(b"\n")
+        found[name.decode()] = None if body.strip() == MISSING.encode() else body
+    return found
 
 
 def _pct(value: float | None, limit: float) -> str:
@@ -133,38 +158,60 @@ def summarize(row: LiveRow, status: dict[str, Any], now: float) -> LiveRow:
     return row
 
 
-def live_row(path: Path, timeout: float, identity: str | None, known_hosts_dir: str) -> LiveRow:
-    started = time.monotonic()
+def _new_row(path: Path) -> tuple[LiveRow, SuiteConfig | None]:
     row = LiveRow(stack=path.name.removeprefix("Pulumi.").rsplit(".", 1)[0])
     try:
         config = stack_config(path)
     except ConfigError as exc:
         row.overall, row.problem = "error", f"config: {exc.problems[0] if exc.problems else exc}"
-        return row
+        return row, None
     row.client, row.host = config.client, config.host.docker
+    return row, config
+
+
+def _read_host(
+    members: list[tuple[LiveRow, SuiteConfig]], timeout: float, identity: str | None, known_hosts_dir: str
+) -> None:
+    started = time.monotonic()
     try:
-        raw = read_status(config, timeout, identity, known_hosts_dir)
-        summarize(row, json.loads(raw), time.time())
+        found = read_statuses([c for _, c in members], timeout, identity, known_hosts_dir)
     except subprocess.TimeoutExpired:
-        row.overall, row.problem = "unreachable", f"no answer within {timeout:g} s"
-    except FileNotFoundError:
-        row.overall, row.problem = "unreachable", "no status.json yet (has the collector run?)"
-    except (OSError, ValueError) as exc:
-        row.overall, row.problem = "unreachable", str(exc)
-    row.seconds = round(time.monotonic() - started, 3)
-    return row
+        problem = f"no answer within {timeout:g} s"
+    except OSError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    now = time.time()
+    for row, config in members:
+        row.seconds = round(time.monotonic() - started, 3)
+        raw = None if problem else found.get(status_path(config))
+        if problem or raw is None:
+            row.overall = "unreachable"
+            row.problem = problem or "no status.json yet (has the collector run?)"
+            continue
+        try:
+            summarize(row, json.loads(raw), now)
+        except ValueError as exc:
+            row.overall, row.problem = "unreachable", f"status.json: {exc}"
 
 
 def collect(
     paths: Sequence[Path], parallel: int = 16, timeout: float = 10.0, identity: str | None = None
 ) -> list[LiveRow]:
+    """One row per stack file, in order; the hosts are read in parallel (one read per host connection)."""
     identity = identity or os.environ.get("VH_FLEET_SSH_IDENTITY") or None
-    workers = max(1, min(parallel, len(paths)))
+    rows = [_new_row(p) for p in paths]
+    by_host: dict[tuple[str, str], list[tuple[LiveRow, SuiteConfig]]] = {}
+    for row, config in rows:
+        if config is not None:
+            by_host.setdefault(connection(config), []).append((row, config))
+    workers = max(1, min(parallel, len(by_host)))
     with (
         tempfile.TemporaryDirectory(prefix="vh-fleet-") as known_hosts_dir,
         ThreadPoolExecutor(max_workers=workers) as pool,
     ):
-        return list(pool.map(lambda p: live_row(p, timeout, identity, known_hosts_dir), paths))
+        list(pool.map(lambda m: _read_host(m, timeout, identity, known_hosts_dir), by_host.values()))
+    return [row for row, _ in rows]
 
 
 HEADER = ["STACK", "CLIENT", "HEALTH", "WORST", "CPU", "MEMORY", "DISK", "BACKUP", "CERT", "SLOWEST", "ERR/H"]
