@@ -86,18 +86,24 @@ def settings_file(folder: Path, socket: Path, edge: str) -> Path:
     return path
 
 
+# The server's interpreter (the unit runs vh-collect with /usr/bin/env python3 there), not this venv's.
+PYTHON = "/usr/bin/python3"
+
+
 def one_run(settings: Path) -> dict[str, float]:
+    """CPU from the kernel's accounting of the child; peak memory from the collector itself (VmHWM):
+    ru_maxrss would count the pages of this big benchmark process it was forked from."""
     started = time.monotonic()
     child = subprocess.Popen(
-        ["python3", str(COLLECTOR), "--settings", str(settings), "--secrets", "/nonexistent", "--quiet"]
+        [PYTHON, str(COLLECTOR), "--settings", str(settings), "--secrets", "/nonexistent", "--quiet"]
     )
     _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"vh-collect exited with {child.returncode}")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"vh-collect exited with {os.waitstatus_to_exitcode(status)}")
+    written = json.loads(Path(json.loads(settings.read_text())["status_dir"], "status.json").read_text())
     return {
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": written["collect_peak_rss_mb"],
         "wall_s": time.monotonic() - started,
     }
 
@@ -145,6 +151,7 @@ def main() -> int:
         results["collector_runs"] = runs
         # The first run reads every container's log since its start; the later ones only what is new.
         results["collector"] = {
+            "cpu_s_first": runs[0]["cpu_s"],
             "cpu_s_max": max(r["cpu_s"] for r in runs),
             "cpu_s_median": statistics.median(r["cpu_s"] for r in runs),
             "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
@@ -172,7 +179,10 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
     c, f = results["collector"], results["fleet_live_s"]
     print(f"collector, {CONTAINERS} containers, {args.runs} runs:")
-    print(f"  CPU  max {c['cpu_s_max']:.3f} s, median {c['cpu_s_median']:.3f} s   (target < 1 s)")
+    print(
+        f"  CPU  max {c['cpu_s_max']:.3f} s (the first run, {LOG_LINES} log lines per container: "
+        f"{c['cpu_s_first']:.3f} s), median {c['cpu_s_median']:.3f} s   (target < 1 s)"
+    )
     print(f"  RSS  max {c['peak_rss_mb_max']:.1f} MB                (target < 50 MB)")
     print(f"  wall median {c['wall_s_median']:.2f} s (stats reads wait for the engine's second sample)")
     print(

@@ -30,10 +30,11 @@ import smtplib
 import socket
 import ssl
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
@@ -44,6 +45,7 @@ HISTORY_SECONDS = 24 * 3600
 KEEP_ERROR_LINES = 5
 MAX_LOG_BYTES = 4 << 20
 MAX_LINE = 300
+CHUNK = 64 << 10
 
 # Error lines per app, by the service label of the container (io.versatilehub.service) and its role.
 # Rails (Chatwoot): the Logger's "E, [time] ERROR -- :" / "F, [...] FATAL" lines and raised exceptions.
@@ -98,15 +100,23 @@ class Docker:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def get(self, path: str, limit: int | None = None) -> bytes:
+    def get(self, path: str) -> bytes:
+        return b"".join(self.stream(path, 1 << 30))
+
+    def stream(self, path: str, limit: int) -> Iterator[bytes]:
+        """The response body in pieces, at most `limit` bytes: a log is scanned, never held whole."""
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
             conn.request("GET", path)
             response = conn.getresponse()
-            body = response.read(limit) if limit else response.read()
             if response.status >= 400:
-                raise OSError(f"docker GET {path.split('?')[0]}: {response.status} {body[:200]!r}")
-            return body
+                raise OSError(f"docker GET {path.split('?')[0]}: {response.status} {response.read(200)!r}")
+            while limit > 0:
+                piece = response.read1(min(CHUNK, limit))
+                if not piece:
+                    break
+                limit -= len(piece)
+                yield piece
         finally:
             conn.close()
 
@@ -114,17 +124,35 @@ class Docker:
         return json.loads(self.get(path))
 
 
-def demux(raw: bytes) -> Iterator[str]:
-    """Lines of a non-TTY container's log stream: 8-byte frame headers (stream, 0, 0, 0, size big-endian)."""
-    pending = b""
-    i = 0
-    while i + 8 <= len(raw) and raw[i] in (0, 1, 2) and raw[i + 1 : i + 4] == b"\0\0\0":
-        size = int.from_bytes(raw[i + 4 : i + 8], "big")
-        pending += raw[i + 8 : i + 8 + size]
-        i += 8 + size
-    if i == 0:  # a TTY container: the raw text
-        pending = raw
-    yield from pending.decode("utf-8", "replace").splitlines()
+def demux(pieces: Iterable[bytes]) -> Iterator[str]:
+    """Lines of a container's log stream. Without a TTY it comes in frames: an 8-byte header (stream 1 or
+    2, three zero bytes, the size big-endian) and the payload; with a TTY it is the raw text."""
+    buffer = b""
+    framed: bool | None = None
+    text = b""
+    for piece in pieces:
+        buffer += piece
+        if framed is None and len(buffer) >= 8:
+            framed = buffer[0] in (0, 1, 2) and buffer[1:4] == b"\0\0\0"
+        if framed is None:
+            continue
+        if framed:
+            i, payloads = 0, [text]
+            while len(buffer) - i >= 8:
+                size = int.from_bytes(buffer[i + 4 : i + 8], "big")
+                if len(buffer) - i < 8 + size:
+                    break
+                payloads.append(buffer[i + 8 : i + 8 + size])
+                i += 8 + size
+            text, buffer = b"".join(payloads), buffer[i:]
+        else:
+            text, buffer = text + buffer, b""
+        *lines, text = text.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+    rest = text + (buffer if not framed else b"")
+    if rest:
+        yield from rest.decode("utf-8", "replace").splitlines()
 
 
 def error_lines(lines: Iterator[str], pattern: re.Pattern[str]) -> tuple[int, list[str]]:
@@ -275,15 +303,23 @@ def probe(endpoint: dict[str, Any], edge: str, timeout: float) -> dict[str, Any]
     return result
 
 
-@functools.cache
+_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
 def _context(verified: bool) -> ssl.SSLContext:
-    """One context of each kind per run, shared by the probes: loading the CA store is most of a
-    handshake's CPU time and memory."""
-    context = ssl.create_default_context()
-    if not verified:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+    """One context of each kind per run, shared by the probes' threads: loading the CA store is most of a
+    probe's CPU time and memory. The unverified one loads none."""
+    with _CONTEXTS_LOCK:
+        if verified not in _CONTEXTS:
+            if verified:
+                context = ssl.create_default_context()
+            else:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            _CONTEXTS[verified] = context
+        return _CONTEXTS[verified]
 
 
 def _tls(address: tuple[str, int], hostname: str, timeout: float, result: dict[str, Any]) -> ssl.SSLSocket:
@@ -378,13 +414,12 @@ class Collector:
             record["memory_percent"], used = memory_percent(stats)
             record["memory_mb"] = used >> 20
         since = int(seen.get("logs_until") or self.now - float(self.s.get("first_log_window", 600)))
-        raw = self.docker.get(
-            f"/containers/{cid}/logs?stdout=1&stderr=1&since={since}&until={int(self.now)}",
-            limit=MAX_LOG_BYTES,
+        log = self.docker.stream(
+            f"/containers/{cid}/logs?stdout=1&stderr=1&since={since}&until={int(self.now)}", MAX_LOG_BYTES
         )
         app = APP_OF_SERVICE.get(service, "generic") if record["role"] in APP_ROLES else "generic"
         pattern = _patterns()[app]
-        record["errors"], record["error_lines"] = error_lines(demux(raw), pattern)
+        record["errors"], record["error_lines"] = error_lines(demux(log), pattern)
         record["logs_until"] = int(self.now)
         return record
 
@@ -422,6 +457,7 @@ class Collector:
             h.get("errors", 0) for h in history if h.get("time", 0) > self.now - 3600
         )
         status["collect_cpu_s"] = round(time.process_time() - started_cpu, 3)
+        status["collect_peak_rss_mb"] = peak_rss_mb()
         _save(os.path.join(self.status_dir, "status.json"), status)
         _save(
             os.path.join(self.status_dir, "state.json"),
@@ -625,6 +661,19 @@ class Alerts:
             if self.email.get("username") and self.smtp_password:
                 smtp.login(self.email["username"], self.smtp_password)
             smtp.send_message(message)
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (VmHWM: of its own program, unlike ru_maxrss, which keeps the
+    peak of the process it was forked from)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 # -- files ---------------------------------------------------------------------------------------------

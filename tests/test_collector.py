@@ -46,9 +46,11 @@ def test_log_frames_are_split_into_lines_and_tty_logs_kept_whole() -> None:
         data = text.encode()
         return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data
 
-    raw = frame(1, "one\ntw") + frame(2, "o\nthree\n")
-    assert list(vc.demux(raw)) == ["one", "two", "three"]
-    assert list(vc.demux(b"plain tty\nline\n")) == ["plain tty", "line"]
+    raw = frame(1, "one\ntw") + frame(2, "o\nthree\n") + frame(1, "four")
+    assert list(vc.demux([raw])) == ["one", "two", "three", "four"]
+    # Read in pieces that cut through headers and payloads alike.
+    assert list(vc.demux([raw[i : i + 5] for i in range(0, len(raw), 5)])) == ["one", "two", "three", "four"]
+    assert list(vc.demux([b"plain tty\nli", b"ne\nlast"])) == ["plain tty", "line", "last"]
 
 
 @pytest.mark.parametrize(

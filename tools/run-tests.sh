@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real servers and tools the backup tests drive, Ruby for the Chat bootstrap script, nginx for the portal's
-# page and server block, openssl for the verification probe's test certificates (Debian packages);
-# installed only when missing.
+# page and server block, openssl for the verification probe's test certificates, iproute2 and openssh for
+# the collector's ssh test in a network namespace (Debian packages); installed only when missing.
 apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client)
 missing=()
 for pkg in "${apt_packages[@]}"; do
