@@ -189,7 +189,7 @@ def memory_percent(stats: dict[str, Any]) -> tuple[float | None, int]:
     if not usage or not limit:
         return None, 0
     detail = memory.get("stats") or {}
-    cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+    cache = detail.get("total_inactive_file", detail.get("inactive_file", 0))  # v1 first, as docker/cli
     used = max(0, usage - cache if cache < usage else usage)
     return round(100.0 * used / limit, 1), used
 
@@ -406,6 +406,7 @@ class Collector:
             "id": cid,
             "started_at": started_at,
             "exit_code": state.get("ExitCode"),
+            "restart_policy": (host_config.get("RestartPolicy") or {}).get("Name", ""),
         }
         if state.get("Running"):
             stats = self.docker.json(f"/containers/{cid}/stats?stream=false")
@@ -493,8 +494,20 @@ class Collector:
 
 
 # The containers whose logs are the app's own (the rest: its databases, caches and proxies).
+# (components/hub.py, chat.py, flow.py, agent.py); Hub's frontend is nginx: the generic patterns.
 APP_ROLES = frozenset(
-    {"web", "app", "worker", "sidekiq", "backend", "queue", "scheduler", "socketio", "main"}
+    {
+        "backend",
+        "websocket",
+        "queue-short",
+        "queue-long",
+        "scheduler",
+        "rails",
+        "sidekiq",
+        "n8n",
+        "runner",
+        "gateway",
+    }
 )
 
 
@@ -531,7 +544,7 @@ def incidents(status: dict[str, Any], backups_on: bool) -> dict[str, str]:
             found[f"container:{name}:restarting"] = (
                 f"{name} is restarting ({c['restarts']} restarts since the last run, state {c['state']})"
             )
-        elif c["state"] != "running":
+        elif c["state"] != "running" and not _finished_job(c):
             found[f"container:{name}:down"] = f"{name} is {c['state']} (exit code {c.get('exit_code')})"
         if c["health"] == "unhealthy":
             found[f"container:{name}:unhealthy"] = f"{name} is unhealthy"
@@ -584,6 +597,11 @@ def incidents(status: dict[str, Any], backups_on: bool) -> dict[str, str]:
             f"the last restore drill {drill['result']}: {drill.get('message', '')}".rstrip(": ")
         )
     return found
+
+
+def _finished_job(c: dict[str, Any]) -> bool:
+    """A one-shot container (restart "no", such as Hub's configurator) that ended well is not down."""
+    return c.get("restart_policy") == "no" and c["state"] == "exited" and c.get("exit_code") == 0
 
 
 # -- alerts --------------------------------------------------------------------------------------------

@@ -138,6 +138,12 @@ def test_thresholds_decide_incidents_and_a_stack_may_raise_them() -> None:
     stale = _status(backup={"result": "ok", "age_hours": 27.0}, drill={"result": "failed", "message": "x"})
     assert {"backup:stale", "drill:failed"} <= set(vc.incidents(stale, True))
     assert "backup:stale" not in vc.incidents(stale, False)  # backups off: nothing to be stale
+    job = {"name": "c-hub-configurator", "state": "exited", "health": "none", "restarts": 0, "exit_code": 0}
+    assert vc.incidents(_status(containers=[{**job, "restart_policy": "no"}]), True) == {}
+    failed = {**job, "restart_policy": "no", "exit_code": 1}
+    assert set(vc.incidents(_status(containers=[failed]), True)) == {"container:c-hub-configurator:down"}
+    stopped = {**job, "restart_policy": "unless-stopped"}
+    assert set(vc.incidents(_status(containers=[stopped]), True)) == {"container:c-hub-configurator:down"}
 
 
 def test_an_alert_not_delivered_is_tried_again_and_a_delivered_one_never_repeats(tmp_path: Path) -> None:

@@ -56,13 +56,22 @@ def lab(docker_engine: engine.Engine) -> Any:
     limits = ["--memory", "64m", "--memory-swap", "64m", "--cpus", "0.5"]
     sleep = [image, "tini", "--", "sleep", "600"]
     _run(
-        docker_engine, image, "hub", "web", *limits, "--health-cmd", "true", "--health-interval", "1s", *sleep
+        docker_engine,
+        image,
+        "hub",
+        "backend",
+        *limits,
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        *sleep,
     )
     _run(
         docker_engine,
         image,
         "flow",
-        "main",
+        "n8n",
         *limits,
         *("--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1"),
         *sleep,
@@ -80,13 +89,13 @@ def lab(docker_engine: engine.Engine) -> Any:
         "-c",
         "sleep 1; exit 3",
     )
-    _run(docker_engine, image, "hub", "worker", *limits, image, "sh", "-c", "while :; do :; done")
+    _run(docker_engine, image, "hub", "queue-short", *limits, image, "sh", "-c", "while :; do :; done")
     # /dev/shm pages count in the container's memory (not page cache, which docker stats leaves out).
     _run(
         docker_engine,
         image,
         "hub",
-        "redis",
+        "redis-cache",
         *("--memory", "40m", "--memory-swap", "40m", "--shm-size", "64m"),
         image,
         "sh",
@@ -98,7 +107,7 @@ def lab(docker_engine: engine.Engine) -> Any:
         docker_engine,
         image,
         "chat",
-        "web",
+        "rails",
         *limits,
         image,
         "sh",
@@ -106,13 +115,15 @@ def lab(docker_engine: engine.Engine) -> Any:
         f"echo '{rails_error}'; echo 'I, [2026-12-02T20:00:00.1 #1]  INFO -- : Completed 200 OK'; "
         "exec sleep 600",
     )
-    _run(docker_engine, image, "hub", "web", *limits, *sleep, client="otherclient")
+    _run(docker_engine, image, "hub", "backend", *limits, *sleep, client="otherclient")
+    # A one-shot job (restart "no", as Hub's configurator) that ended well.
+    _run(docker_engine, image, "hub", "configurator", *limits, image, "true")
     _wait(
-        lambda: _inspect(docker_engine, f"{CLIENT}-hub-web", "{{.State.Health.Status}}") == "healthy",
+        lambda: _inspect(docker_engine, f"{CLIENT}-hub-backend", "{{.State.Health.Status}}") == "healthy",
         "healthy",
     )
     _wait(
-        lambda: _inspect(docker_engine, f"{CLIENT}-flow-main", "{{.State.Health.Status}}") == "unhealthy",
+        lambda: _inspect(docker_engine, f"{CLIENT}-flow-n8n", "{{.State.Health.Status}}") == "unhealthy",
         "unhealthy",
     )
     _wait(
@@ -168,16 +179,29 @@ def test_status_alerts_and_dedup_against_real_containers(lab: engine.Engine, tmp
         # Only this stack's containers (by its client label).
         assert set(containers) == {
             f"{CLIENT}-{n}"
-            for n in ("hub-web", "flow-main", "agent-gateway", "hub-worker", "hub-redis", "chat-web")
+            for n in (
+                "hub-backend",
+                "flow-n8n",
+                "agent-gateway",
+                "hub-queue-short",
+                "hub-redis-cache",
+                "chat-rails",
+                "hub-configurator",
+            )
         }
-        assert containers[f"{CLIENT}-hub-web"]["health"] == "healthy"
-        assert containers[f"{CLIENT}-hub-web"]["state"] == "running"
-        assert containers[f"{CLIENT}-flow-main"]["health"] == "unhealthy"
-        assert containers[f"{CLIENT}-hub-worker"]["cpu_percent"] > 70, containers[f"{CLIENT}-hub-worker"]
-        assert containers[f"{CLIENT}-hub-web"]["cpu_percent"] < 20
-        assert containers[f"{CLIENT}-hub-redis"]["memory_percent"] > 80, containers[f"{CLIENT}-hub-redis"]
-        assert containers[f"{CLIENT}-hub-web"]["memory_percent"] < 20
-        chat = containers[f"{CLIENT}-chat-web"]
+        assert containers[f"{CLIENT}-hub-backend"]["health"] == "healthy"
+        assert containers[f"{CLIENT}-hub-backend"]["state"] == "running"
+        assert containers[f"{CLIENT}-flow-n8n"]["health"] == "unhealthy"
+        assert containers[f"{CLIENT}-hub-configurator"]["state"] == "exited"
+        assert containers[f"{CLIENT}-hub-queue-short"]["cpu_percent"] > 70, containers[
+            f"{CLIENT}-hub-queue-short"
+        ]
+        assert containers[f"{CLIENT}-hub-backend"]["cpu_percent"] < 20
+        assert containers[f"{CLIENT}-hub-redis-cache"]["memory_percent"] > 80, containers[
+            f"{CLIENT}-hub-redis-cache"
+        ]
+        assert containers[f"{CLIENT}-hub-backend"]["memory_percent"] < 20
+        chat = containers[f"{CLIENT}-chat-rails"]
         assert chat["errors"] == 1 and "ConnectionNotEstablished boom" in chat["error_lines"][0]
         endpoints = {e["name"]: e for e in first["endpoints"]}
         assert endpoints["hub"]["ok"] and endpoints["hub"]["status"] == 200
@@ -188,15 +212,16 @@ def test_status_alerts_and_dedup_against_real_containers(lab: engine.Engine, tmp
         assert first["drill"] == {"result": "never run"}
         assert first["host"]["disk_percent"] is not None and len(first["host"]["load"]) == 3
         expected = {
-            f"container:{CLIENT}-flow-main:unhealthy",
-            f"container:{CLIENT}-hub-worker:cpu",
-            f"container:{CLIENT}-hub-redis:memory",
+            f"container:{CLIENT}-flow-n8n:unhealthy",
+            f"container:{CLIENT}-hub-queue-short:cpu",
+            f"container:{CLIENT}-hub-redis-cache:memory",
             "endpoint:https://flow.lab.test/healthz:down",
             "cert:hub.lab.test",
             "cert:flow.lab.test",
             "backup:stale",
         }
         assert expected <= set(first["incidents"])
+        assert not [k for k in first["incidents"] if "configurator" in k]
         assert first["overall"] == "alert"
         assert sorted(hook.opened()) == sorted(first["incidents"])  # one message per incident
 
@@ -204,18 +229,18 @@ def test_status_alerts_and_dedup_against_real_containers(lab: engine.Engine, tmp
         second = run_collector(settings, secrets)
         containers = {c["name"]: c for c in second["containers"]}
         assert f"container:{CLIENT}-agent-gateway:restarting" in second["incidents"]
-        assert containers[f"{CLIENT}-chat-web"]["errors"] == 0  # only lines since the last run
+        assert containers[f"{CLIENT}-chat-rails"]["errors"] == 0  # only lines since the last run
         # Nothing re-sent while an incident persists.
         assert all(n == 1 for n in collections.Counter(hook.opened()).values()), hook.opened()
         assert hook.cleared() == []
 
         # Fixed: the unhealthy container is gone and the endpoint answers.
-        lab.docker("rm", "-f", f"{CLIENT}-flow-main")
+        lab.docker("rm", "-f", f"{CLIENT}-flow-n8n")
         routes["flow.lab.test"] = (200, "ok")
         third = run_collector(settings, secrets)
-        assert f"container:{CLIENT}-flow-main:unhealthy" not in third["incidents"]
+        assert f"container:{CLIENT}-flow-n8n:unhealthy" not in third["incidents"]
         assert sorted(hook.cleared()) == sorted(
-            [f"container:{CLIENT}-flow-main:unhealthy", "endpoint:https://flow.lab.test/healthz:down"]
+            [f"container:{CLIENT}-flow-n8n:unhealthy", "endpoint:https://flow.lab.test/healthz:down"]
         )
         run_collector(settings, secrets)
         assert len(hook.cleared()) == 2  # cleared once
