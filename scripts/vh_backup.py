@@ -663,16 +663,33 @@ def _containers_exist(m: Manifest, sources: Sequence[dict[str, Any]]) -> bool:
 # ---------------------------------------------------------------------------------------------------
 
 
+# How long a run waits for another run of the same client; the units' TimeoutStartSec (4 h) bounds a
+# run itself, so a hung upload costs later runs this long at most, never forever.
+LOCK_WAIT_SECONDS = 2 * 3600
+
+
 @contextmanager
-def exclusive(m: Manifest) -> Iterator[None]:
+def exclusive(m: Manifest, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """One vh-backup run, check or restore at a time for this client on this machine."""
     os.makedirs(m.home, mode=0o700, exist_ok=True)
-    with open(os.path.join(m.home, "lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("waiting for another vh-backup run of this client to finish")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    path = os.path.join(m.home, "lock")
+    with open(path, "w") as lock:
+        deadline = time.monotonic() + wait_seconds
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Failure(
+                        f"another vh-backup run of {m.client} has held {path} for over {wait_seconds:.0f} s;"
+                        " if it is hung, stop it (systemctl stop the vh-backup units) and run again"
+                    ) from None
+                if not waiting:
+                    say("waiting for another vh-backup run of this client to finish")
+                    waiting = True
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         yield
 
 

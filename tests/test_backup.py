@@ -511,3 +511,27 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
     ]
     assert maria_argv[9:12] == ["mariadb-dump", "--single-transaction", "--quick"]
     assert maria_argv[-2:] == ["--databases", "_1a2b"]
+
+
+def test_a_run_waits_a_bounded_time_for_the_lock_and_says_why_it_failed(tmp_path: Path) -> None:
+    """A hung run used to block every later run forever (an unbounded flock); now a later run gives up
+    after the wait and names the lock, and systemd bounds the oneshot units themselves."""
+    import fcntl
+
+    vh = load_script()
+    home = tmp_path / "home"
+    home.mkdir()
+    config = backup.BackupConfig.model_validate({"repository": str(tmp_path / "repo")})
+    (home / "settings.json").write_text(
+        json.dumps(backup.settings("clientea", config, "restic/restic:0.19.1"))
+    )
+    m = vh.Manifest(str(home))
+    with open(home / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(vh.Failure, match=r"clientea has held .*lock for over 1 s"):
+            with vh.exclusive(m, wait_seconds=1):
+                pass
+    with vh.exclusive(m, wait_seconds=1):  # free again: taken at once
+        pass
+    for unit in ("vh-backup.service", "vh-backup-check.service"):
+        assert "\nTimeoutStartSec=4h\n" in (ROOT / "scripts" / "systemd" / unit).read_text()
