@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import errno
 import fcntl
 import fnmatch
 import glob
@@ -876,8 +877,35 @@ def _excludes_below(parts: tuple[str, ...], patterns: Sequence[str]) -> bool:
 
 
 def _move(source: str, destination: str) -> None:
+    """Rename where it can; across filesystems (restore work dir on another disk than the volume) copy and
+    set each entry's owner again, which shutil.move's copy fallback drops (n8n and Traefik then could no
+    longer read their data)."""
     os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
-    shutil.move(source, destination)
+    try:
+        os.rename(source, destination)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    if os.path.isdir(source) and not os.path.islink(source):
+        shutil.copytree(source, destination, symlinks=True)
+        pairs = [(source, destination)]
+        for folder, dirs, files in os.walk(source):
+            for name in dirs + files:
+                here = os.path.join(folder, name)
+                pairs.append((here, os.path.join(destination, os.path.relpath(here, source))))
+    else:
+        shutil.copy2(source, destination, follow_symlinks=False)
+        pairs = [(source, destination)]
+    for original, copy in pairs:
+        info = os.lstat(original)
+        os.lchown(copy, info.st_uid, info.st_gid)
+        if not os.path.islink(copy):  # chown clears set-id bits: put the mode back
+            os.chmod(copy, info.st_mode & 0o7777)
+    if os.path.isdir(source) and not os.path.islink(source):
+        shutil.rmtree(source)
+    else:
+        os.unlink(source)
 
 
 def _swap(
