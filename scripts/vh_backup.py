@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import errno
 import fcntl
 import fnmatch
 import glob
@@ -663,16 +664,33 @@ def _containers_exist(m: Manifest, sources: Sequence[dict[str, Any]]) -> bool:
 # ---------------------------------------------------------------------------------------------------
 
 
+# How long a run waits for another run of the same client; the units' TimeoutStartSec (4 h) bounds a
+# run itself, so a hung upload costs later runs this long at most, never forever.
+LOCK_WAIT_SECONDS = 2 * 3600
+
+
 @contextmanager
-def exclusive(m: Manifest) -> Iterator[None]:
+def exclusive(m: Manifest, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """One vh-backup run, check or restore at a time for this client on this machine."""
     os.makedirs(m.home, mode=0o700, exist_ok=True)
-    with open(os.path.join(m.home, "lock"), "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("waiting for another vh-backup run of this client to finish")
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    path = os.path.join(m.home, "lock")
+    with open(path, "w") as lock:
+        deadline = time.monotonic() + wait_seconds
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Failure(
+                        f"another vh-backup run of {m.client} has held {path} for over {wait_seconds:.0f} s;"
+                        " if it is hung, stop it (systemctl stop the vh-backup units) and run again"
+                    ) from None
+                if not waiting:
+                    say("waiting for another vh-backup run of this client to finish")
+                    waiting = True
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         yield
 
 
@@ -859,8 +877,35 @@ def _excludes_below(parts: tuple[str, ...], patterns: Sequence[str]) -> bool:
 
 
 def _move(source: str, destination: str) -> None:
+    """Rename where it can; across filesystems (restore work dir on another disk than the volume) copy and
+    set each entry's owner again, which shutil.move's copy fallback drops (n8n and Traefik then could no
+    longer read their data)."""
     os.makedirs(os.path.dirname(destination), mode=0o700, exist_ok=True)
-    shutil.move(source, destination)
+    try:
+        os.rename(source, destination)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    if os.path.isdir(source) and not os.path.islink(source):
+        shutil.copytree(source, destination, symlinks=True)
+        pairs = [(source, destination)]
+        for folder, dirs, files in os.walk(source):
+            for name in dirs + files:
+                here = os.path.join(folder, name)
+                pairs.append((here, os.path.join(destination, os.path.relpath(here, source))))
+    else:
+        shutil.copy2(source, destination, follow_symlinks=False)
+        pairs = [(source, destination)]
+    for original, copy in pairs:
+        info = os.lstat(original)
+        os.lchown(copy, info.st_uid, info.st_gid)
+        if not os.path.islink(copy):  # chown clears set-id bits: put the mode back
+            os.chmod(copy, info.st_mode & 0o7777)
+    if os.path.isdir(source) and not os.path.islink(source):
+        shutil.rmtree(source)
+    else:
+        os.unlink(source)
 
 
 def _swap(

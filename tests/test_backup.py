@@ -514,3 +514,61 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
     ]
     assert maria_argv[9:12] == ["mariadb-dump", "--single-transaction", "--quick"]
     assert maria_argv[-2:] == ["--databases", "_1a2b"]
+
+
+def test_a_run_waits_a_bounded_time_for_the_lock_and_says_why_it_failed(tmp_path: Path) -> None:
+    """A hung run used to block every later run forever (an unbounded flock); now a later run gives up
+    after the wait and names the lock, and systemd bounds the oneshot units themselves."""
+    import fcntl
+
+    vh = load_script()
+    home = tmp_path / "home"
+    home.mkdir()
+    config = backup.BackupConfig.model_validate({"repository": str(tmp_path / "repo")})
+    (home / "settings.json").write_text(
+        json.dumps(backup.settings("clientea", config, "restic/restic:0.19.1"))
+    )
+    m = vh.Manifest(str(home))
+    with open(home / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with (
+            pytest.raises(vh.Failure, match=r"clientea has held .*lock for over 1 s"),
+            vh.exclusive(m, wait_seconds=1),
+        ):
+            pass
+    with vh.exclusive(m, wait_seconds=1):  # free again: taken at once
+        pass
+    for unit in ("vh-backup.service", "vh-backup-check.service"):
+        assert "\nTimeoutStartSec=4h\n" in (ROOT / "scripts" / "systemd" / unit).read_text()
+
+
+def test_a_move_across_filesystems_keeps_owners_and_modes(tmp_path: Path) -> None:
+    """Volume-mode restore moves the restored tree from the work dir into the volume; across two
+    filesystems (a tmpfs and the disk here) shutil.move copied and every file ended up owned by root."""
+    import os
+    import subprocess
+
+    vh = load_script()
+    scratch = tmp_path / "tmpfs"
+    scratch.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(scratch)], check=True)
+    try:
+        tree = scratch / "restored"
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "data").write_text("x")
+        (tree / "sub" / "link").symlink_to("data")
+        (tree / "sub" / "data").chmod(0o640)
+        for path in (tree, tree / "sub", tree / "sub" / "data"):
+            os.chown(path, 1000, 1001)
+        os.lchown(tree / "sub" / "link", 1002, 1003)
+        target = tmp_path / "volume" / "_data"
+        assert os.stat(scratch).st_dev != os.stat(tmp_path).st_dev
+        vh._move(str(tree), str(target))
+        assert not tree.exists()
+        for path in (target, target / "sub", target / "sub" / "data"):
+            assert (os.stat(path).st_uid, os.stat(path).st_gid) == (1000, 1001), path
+        assert os.stat(target / "sub" / "data").st_mode & 0o7777 == 0o640
+        link = os.lstat(target / "sub" / "link")
+        assert (link.st_uid, link.st_gid) == (1002, 1003) and os.readlink(target / "sub" / "link") == "data"
+    finally:
+        subprocess.run(["umount", str(scratch)], check=True)
