@@ -196,7 +196,9 @@ class Chat(pulumi.ComponentResource):
             depends_on=data.ready,
         )
 
-        exposure = d.expose(SERVICE, "rails", RAILS_PORT)
+        # Chatwoot sets X-Frame-Options itself and drops it for /widget, which client websites embed
+        # (chatwoot app/controllers/widgets_controller.rb: `response.headers.delete('X-Frame-Options')`).
+        exposure = d.expose(SERVICE, "rails", RAILS_PORT, frame_options=None)
         url = exposure.url
         app_env: dict[str, pulumi.Input[str]] = {
             "RAILS_ENV": "production",

@@ -264,6 +264,27 @@ class TraefikConfig(Model):
     log_level: Literal["DEBUG", "INFO", "WARN", "ERROR"] = Field(
         "INFO", json_schema_extra={"example": "WARN"}
     )
+    # Publish 80/443 on IPv6 ([::]) as well as IPv4: the guide has operators create AAAA records, and
+    # Let's Encrypt may try IPv6 first. false for hosts booted without IPv6 (binding [::] fails there).
+    ipv6: bool = Field(True, json_schema_extra={"example": "false"})
+    # HSTS opt-ins: includeSubDomains forces HTTPS on every other subdomain of the client's domain (the
+    # portal answers at the apex); preload (which needs includeSubDomains) consents to browsers' preload list.
+    hsts_include_subdomains: bool = Field(False, json_schema_extra={"example": "true"})
+    hsts_preload: bool = Field(False, json_schema_extra={"example": "true"})
+
+    @model_validator(mode="after")
+    def _preload_needs_subdomains(self) -> TraefikConfig:
+        if self.hsts_preload and not self.hsts_include_subdomains:
+            raise ValueError(
+                "hstsPreload needs hstsIncludeSubdomains (the preload list requires it): set "
+                "versatilehub:traefik.hstsIncludeSubdomains to true, or hstsPreload to false"
+            )
+        return self
+
+    @property
+    def hsts(self) -> dict[str, bool]:
+        """The HSTS choices, as routing.router_labels takes them."""
+        return {"hsts_include_subdomains": self.hsts_include_subdomains, "hsts_preload": self.hsts_preload}
 
 
 # ---------------------------------------------------------------------------------------------------

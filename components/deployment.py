@@ -118,8 +118,17 @@ class Deployment:
         )
 
     # -- exposure -----------------------------------------------------------------------------
-    def expose(self, service: str, role: str, port: int, aliases: Sequence[str] = ()) -> Exposure:
-        """The front container of `service`: routed by Traefik at its hostname, or on 127.0.0.1 alone."""
+    def expose(
+        self,
+        service: str,
+        role: str,
+        port: int,
+        aliases: Sequence[str] = (),
+        frame_options: str | None = routing.DEFAULT_FRAME_OPTIONS,
+    ) -> Exposure:
+        """The front container of `service`: routed by Traefik at its hostname, or on 127.0.0.1 alone.
+
+        `frame_options=None` leaves X-Frame-Options to the app (Chatwoot's embeddable widget)."""
         cfg = self.config
         if self.web_network is None:  # standalone: no Traefik, loopback only
             host_port = cfg.standalone_port or port
@@ -135,6 +144,8 @@ class Deployment:
             port=port,
             network=cfg.web_network.name,
             cert_resolver=cfg.traefik.cert_resolver,
+            frame_options=frame_options,
+            **cfg.traefik.hsts,
         )
         return Exposure(
             labels=labels,

@@ -21,6 +21,26 @@ from components.storage import DataDir
 TRAEFIK_UID = "65532:65532"
 SOCKET_PROXY_ALIAS = "socket-proxy"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# /ping on its own loopback-only entrypoint: by default it sits on the `traefik` entrypoint (:8080 on every
+# interface), which every container on the shared `web` network could reach. Only the healthcheck needs it.
+PING_ARGS = ("--ping=true", "--ping.entrypoint=ping", "--entrypoints.ping.address=127.0.0.1:8082")
+# Longest time a request (headers and body) may take to arrive; see the websecure entrypoint below.
+UPLOAD_READ_TIMEOUT = "600s"
+
+
+def public_ports(*, ipv6: bool) -> list[docker.ContainerPortArgs]:
+    """80 and 443 on IPv4 and, unless the stack turns it off, IPv6.
+
+    The provider sends `ip` as the binding's HostIp and defaults it to 0.0.0.0 (terraform-provider-docker
+    resource_docker_container.go, `ports.ip` Default "0.0.0.0"), which Docker binds on IPv4 alone; [::]
+    needs a binding of its own.
+    """
+    families = ["0.0.0.0", "::"] if ipv6 else ["0.0.0.0"]
+    return [
+        docker.ContainerPortArgs(internal=internal, external=external, ip=ip)
+        for internal, external in ((8000, 80), (8443, 443))
+        for ip in families
+    ]
 
 
 class Networks(pulumi.ComponentResource):
@@ -122,13 +142,16 @@ class Edge(pulumi.ComponentResource):
             "--log.format=json",
             "--accesslog=true",
             "--accesslog.format=json",
-            "--ping=true",
+            *PING_ARGS,
             "--entrypoints.web.address=:8000",
             # Redirect to the public port 443, not the container's 8443.
             "--entrypoints.web.http.redirections.entrypoint.to=:443",
             "--entrypoints.web.http.redirections.entrypoint.scheme=https",
             "--entrypoints.web.http.redirections.entrypoint.permanent=true",
             "--entrypoints.websecure.address=:8443",
+            # Traefik v3 cuts a request whose body takes longer than readTimeout (default 60 s) to arrive:
+            # a 50 MB upload to ERPNext, Chatwoot or n8n needs about 400 s at 1 Mbit/s.
+            f"--entrypoints.websecure.transport.respondingTimeouts.readTimeout={UPLOAD_READ_TIMEOUT}",
             f"--entrypoints.websecure.http.tls.certresolver={resolver}",
             "--providers.docker=true",
             f"--providers.docker.endpoint=tcp://{SOCKET_PROXY_ALIAS}:2375",
@@ -165,6 +188,7 @@ class Edge(pulumi.ComponentResource):
                     network=cfg.web_network.name,
                     cert_resolver=resolver,
                     middlewares=(f"{auth}@docker",),
+                    **traefik_cfg.hsts,
                 )
             )
             # Traefik accepts bcrypt hashes; through the Docker API a `$` needs no escaping.
@@ -183,12 +207,12 @@ class Edge(pulumi.ComponentResource):
             command=args,
             mounts=[letsencrypt.mount("letsencrypt", "/letsencrypt")],
             networks=[Attach(d.web_network), Attach(edge_net.name)],
-            ports=[
-                docker.ContainerPortArgs(internal=8000, external=80),
-                docker.ContainerPortArgs(internal=8443, external=443),
-            ],
+            ports=public_ports(ipv6=traefik_cfg.ipv6),
             labels=labels,
-            healthcheck=Healthcheck(["traefik", "healthcheck", "--ping"], interval="10s", start_period="10s"),
+            # `traefik healthcheck` reads only its own flags: it must be told where ping listens.
+            healthcheck=Healthcheck(
+                ["traefik", "healthcheck", *PING_ARGS], interval="10s", start_period="10s"
+            ),
             wait_healthy=True,
             wait_timeout=120,
             depends_on=[self.socket_proxy, *letsencrypt.ready],

@@ -115,6 +115,7 @@ class Portal(pulumi.ComponentResource):
             port=PORT,
             network=cfg.web_network.name,
             cert_resolver=cfg.traefik.cert_resolver,
+            **cfg.traefik.hsts,
         )
         # Unknown hosts (Traefik's default certificate: there is no name to ask one for); priority 1 yields
         # to every other router, including a service's own on its hostname.
@@ -126,6 +127,7 @@ class Portal(pulumi.ComponentResource):
                 port=PORT,
                 network=cfg.web_network.name,
                 cert_resolver=cfg.traefik.cert_resolver,
+                **cfg.traefik.hsts,
             )
         )
         self.container = d.container(

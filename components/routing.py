@@ -13,18 +13,33 @@ from collections.abc import Sequence
 
 ENTRYPOINT = "websecure"
 
-# HSTS for a year and the usual browser protections, on every public router.
+# HSTS for a year and the usual browser protections, on every public router. HSTS is plain max-age by
+# default: includeSubDomains would force HTTPS on every other subdomain the client has (the portal sits at
+# the apex), and preload asks browsers to hard-code that; both are stack opt-ins (traefik.hstsInclude...).
+# No X-XSS-Protection (`browserXssFilter`): browsers dropped the filter and OWASP advises against it.
 SECURITY_HEADERS = {
     "stsSeconds": "31536000",
-    "stsIncludeSubdomains": "true",
-    "stsPreload": "true",
     "forceSTSHeader": "true",
     "contentTypeNosniff": "true",
-    "browserXssFilter": "true",
     "referrerPolicy": "strict-origin-when-cross-origin",
-    "frameDeny": "false",  # ERPNext and Chatwoot embed their own pages; SAMEORIGIN is set below instead
-    "customFrameOptionsValue": "SAMEORIGIN",
 }
+# ERPNext and n8n embed their own pages; SAMEORIGIN instead of DENY. An app that manages framing itself
+# (Chatwoot drops X-Frame-Options for /widget, which client websites embed) passes frame_options=None.
+DEFAULT_FRAME_OPTIONS = "SAMEORIGIN"
+
+
+def security_headers(
+    *, frame_options: str | None, hsts_include_subdomains: bool, hsts_preload: bool
+) -> dict[str, str]:
+    headers = dict(SECURITY_HEADERS)
+    if hsts_include_subdomains:
+        headers["stsIncludeSubdomains"] = "true"
+    if hsts_preload:
+        headers["stsPreload"] = "true"
+    if frame_options is not None:
+        headers["frameDeny"] = "false"
+        headers["customFrameOptionsValue"] = frame_options
+    return headers
 
 
 def _router_id(name: str) -> str:
@@ -51,6 +66,9 @@ def router_labels(
     extra_middlewares: tuple[str, ...] = (),
     rule: str | None = None,
     priority: int | None = None,
+    frame_options: str | None = DEFAULT_FRAME_OPTIONS,
+    hsts_include_subdomains: bool = False,
+    hsts_preload: bool = False,
 ) -> dict[str, str]:
     """Labels that publish one container at https://<hostname> (one name or several) through Traefik.
 
@@ -76,7 +94,12 @@ def router_labels(
     }
     if priority is not None:
         labels[f"traefik.http.routers.{r}.priority"] = str(priority)
-    labels.update({f"traefik.http.middlewares.{headers}.headers.{k}": v for k, v in SECURITY_HEADERS.items()})
+    chosen = security_headers(
+        frame_options=frame_options,
+        hsts_include_subdomains=hsts_include_subdomains,
+        hsts_preload=hsts_preload,
+    )
+    labels.update({f"traefik.http.middlewares.{headers}.headers.{k}": v for k, v in chosen.items()})
     return labels
 
 
@@ -88,6 +111,8 @@ def internal_service_labels(
     network: str,
     cert_resolver: str,
     middlewares: tuple[str, ...],
+    hsts_include_subdomains: bool = False,
+    hsts_preload: bool = False,
 ) -> dict[str, str]:
     """A router to a Traefik-internal service (the dashboard's api@internal), same TLS and headers."""
     labels = router_labels(
@@ -97,6 +122,8 @@ def internal_service_labels(
         network=network,
         cert_resolver=cert_resolver,
         extra_middlewares=middlewares,
+        hsts_include_subdomains=hsts_include_subdomains,
+        hsts_preload=hsts_preload,
     )
     r = _router_id(router)
     del labels[f"traefik.http.services.{r}.loadbalancer.server.port"]

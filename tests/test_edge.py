@@ -67,11 +67,10 @@ def test_traefik_entrypoints_redirect_acme_logs_and_health(plan: PlanFn) -> None
     ]:
         assert flag in args, flag
     assert not any("caserver" in a or "api" in a.split("=")[0] for a in args), "production CA, no dashboard"
-    assert traefik.inputs["ports"] == [
-        {"internal": 8000.0, "external": 80.0},
-        {"internal": 8443.0, "external": 443.0},
-    ]
-    assert traefik.inputs["healthcheck"]["tests"] == ["CMD", "traefik", "healthcheck", "--ping"]
+    assert traefik.inputs["healthcheck"]["tests"] == [
+        "CMD", "traefik", "healthcheck", "--ping=true", "--ping.entrypoint=ping",
+        "--entrypoints.ping.address=127.0.0.1:8082",
+    ]  # fmt: skip
     assert traefik.inputs["user"] == "65532:65532", "Traefik runs unprivileged behind Docker's port mapping"
     [acme] = traefik.inputs["mounts"]
     assert (
@@ -118,4 +117,40 @@ def test_only_traefik_publishes_ports_and_only_80_and_443(plan: PlanFn) -> None:
         for c in p.containers()
         if c.inputs.get("ports")
     }
-    assert published == {"clientea-edge-traefik": [(80.0, None), (443.0, None)]}
+    assert published == {
+        "clientea-edge-traefik": [(80.0, "0.0.0.0"), (80.0, "::"), (443.0, "0.0.0.0"), (443.0, "::")]
+    }
+
+
+def test_traefik_publishes_80_and_443_on_ipv4_and_ipv6_unless_the_stack_turns_ipv6_off(plan: PlanFn) -> None:
+    """The provider defaults a port's `ip` to 0.0.0.0, which Docker binds on IPv4 only: AAAA records would
+    lead IPv6 clients (and Let's Encrypt) to a refused connection. Each family needs its own binding."""
+    both = plan(["flow"]).container("clientea-edge-traefik").inputs["ports"]
+    assert both == [
+        {"internal": 8000.0, "external": 80.0, "ip": "0.0.0.0"},
+        {"internal": 8000.0, "external": 80.0, "ip": "::"},
+        {"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"},
+        {"internal": 8443.0, "external": 443.0, "ip": "::"},
+    ]
+    v4 = plan(["flow"], traefik={"ipv6": False}).container("clientea-edge-traefik").inputs["ports"]
+    assert v4 == [
+        {"internal": 8000.0, "external": 80.0, "ip": "0.0.0.0"},
+        {"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"},
+    ]
+
+
+def test_ping_listens_on_loopback_only_and_the_healthcheck_asks_there(plan: PlanFn) -> None:
+    """Without ping.entrypoint, /ping is served on the `traefik` entrypoint (:8080, every interface), so
+    any container on the shared `web` network could reach Traefik's internal entrypoint."""
+    traefik = plan(["flow"]).container("clientea-edge-traefik")
+    args = flags(traefik)
+    assert "--ping.entrypoint=ping" in args and "--entrypoints.ping.address=127.0.0.1:8082" in args
+    assert not any(a.startswith("--entrypoints.traefik.") for a in args)
+    health = traefik.inputs["healthcheck"]["tests"]
+    assert "--ping.entrypoint=ping" in health and "--entrypoints.ping.address=127.0.0.1:8082" in health
+
+
+def test_uploads_get_ten_minutes_to_arrive(plan: PlanFn) -> None:
+    """Traefik v3's default readTimeout (60 s for the whole request) cuts a 50 MB upload on a slow link."""
+    args = flags(plan(["flow"]).container("clientea-edge-traefik"))
+    assert "--entrypoints.websecure.transport.respondingTimeouts.readTimeout=600s" in args

@@ -61,3 +61,47 @@ def test_internal_service_router_has_no_port_and_keeps_tls() -> None:
 def test_router_names_are_checked(name: str) -> None:
     with pytest.raises(ValueError, match="router name"):
         routing.router_labels(name, hostname="x.c.com", port=1, network="web", cert_resolver="le")
+
+
+def _headers(plan_container: object) -> dict[str, str]:
+    from tests.conftest import labels_of
+
+    labels = labels_of(plan_container)  # type: ignore[arg-type]
+    return {
+        k.split(".headers.", 1)[1]: v
+        for k, v in labels.items()
+        if k.startswith("traefik.http.middlewares.") and ".headers." in k
+    }
+
+
+def test_hsts_is_plain_max_age_by_default_and_xss_filter_is_gone(plan) -> None:  # type: ignore[no-untyped-def]
+    """includeSubDomains on the apex portal would force HTTPS on every other subdomain the client has, and
+    preload signs the client up for browsers' hard-coded list: both are opt-ins now."""
+    p = plan(["hub", "chat"])
+    for name in ("clientea-hub-frontend", "clientea-edge-portal"):
+        headers = _headers(p.container(name))
+        assert headers["stsSeconds"] == "31536000"
+        assert "stsIncludeSubdomains" not in headers and "stsPreload" not in headers, name
+        assert "browserXssFilter" not in headers, name
+
+
+def test_hsts_opt_ins_reach_every_router(plan) -> None:  # type: ignore[no-untyped-def]
+    p = plan(["hub"], traefik={"hstsIncludeSubdomains": True, "hstsPreload": True})
+    for name in ("clientea-hub-frontend", "clientea-edge-portal"):
+        headers = _headers(p.container(name))
+        assert headers["stsIncludeSubdomains"] == "true" and headers["stsPreload"] == "true", name
+
+
+def test_preload_without_subdomains_is_one_line_naming_the_key(config_problems) -> None:  # type: ignore[no-untyped-def]
+    problems = config_problems(["hub"], traefik={"hstsPreload": True})
+    assert len(problems) == 1 and "hstsIncludeSubdomains" in problems[0], problems
+
+
+def test_chat_leaves_frame_options_to_chatwoot_others_keep_sameorigin(plan) -> None:  # type: ignore[no-untyped-def]
+    """Chatwoot removes X-Frame-Options for /widget (client websites embed it); a SAMEORIGIN set by the
+    router on every response would block the widget everywhere."""
+    p = plan(["hub", "chat"])
+    chat = _headers(p.container("clientea-chat-rails"))
+    assert "customFrameOptionsValue" not in chat and "frameDeny" not in chat
+    hub = _headers(p.container("clientea-hub-frontend"))
+    assert hub["customFrameOptionsValue"] == "SAMEORIGIN"
