@@ -254,6 +254,11 @@ class Limits(Model):
     cpus: float | None = Field(None, gt=0, json_schema_extra={"example": "1.5"})
 
 
+class HstsChoices(typing.TypedDict):
+    hsts_include_subdomains: bool
+    hsts_preload: bool
+
+
 class TraefikConfig(Model):
     """The edge's options (mode `suite` only, except certResolver which must match an adopted edge)."""
 
@@ -282,7 +287,7 @@ class TraefikConfig(Model):
         return self
 
     @property
-    def hsts(self) -> dict[str, bool]:
+    def hsts(self) -> HstsChoices:
         """The HSTS choices, as routing.router_labels takes them."""
         return {"hsts_include_subdomains": self.hsts_include_subdomains, "hsts_preload": self.hsts_preload}
 
