@@ -838,14 +838,45 @@ class SuiteConfig(Model):
     def _no_duplicate_services(cls, value: list[str]) -> list[str]:
         dupes = sorted({s for s in value if value.count(s) > 1})
         if dupes:
-            raise ValueError(f"lists {', '.join(dupes)} more than once")
+            once = ",".join(dict.fromkeys(value))  # the same list, each service once, in the stack's order
+            raise ValueError(
+                f"lists {', '.join(dupes)} more than once; fix: pulumi config set {NAMESPACE}:services {once}"
+            )
         return value
 
     @field_validator("versions")
     @classmethod
     def _known_pins(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
         for key, tag in value.items():
-            versions.check_override(key, tag)
+            if key not in versions.IMAGES:
+                hint = difflib.get_close_matches(key, list(versions.IMAGES), n=1)
+                target = f"{NAMESPACE}:versions.{hint[0] if hint else '<image>'}"
+                problems.append(
+                    f"{key}: is not an image of this suite"
+                    + (
+                        f" (did you mean {hint[0]!r}?)"
+                        if hint
+                        else f"; known: {', '.join(sorted(versions.IMAGES))}"
+                    )
+                    + f"; fix: pulumi config rm --path '{NAMESPACE}:versions.{key}', then pulumi config set "
+                    f"--path '{target}' {tag}"
+                )
+                continue
+            try:
+                versions.check_override(key, tag)
+            except ValueError as error:
+                text = str(error).removeprefix(f"{key}: ")
+                pinned = versions.IMAGES.get(key)
+                fix = (
+                    f"pulumi config set --path '{NAMESPACE}:versions.{key}' {pinned.tag}"
+                    if pinned is not None and not pinned.follows
+                    else f"pulumi config rm --path '{NAMESPACE}:versions.{key}'"
+                )
+                # `<key>: ...` is read as the path below versions (see _problem_lines).
+                problems.append(f"{key}: {text}; fix: {fix}")
+        if problems:
+            raise ValueError(" | ".join(problems))
         return value
 
     @field_validator("resources", mode="before")
@@ -854,13 +885,16 @@ class SuiteConfig(Model):
         for key in value if isinstance(value, dict) else ():
             if key not in catalog.LIMITS:
                 hint = difflib.get_close_matches(key, list(catalog.LIMITS), n=1)
+                moved = f"{NAMESPACE}:resources.{hint[0] if hint else '<container>'}"
                 raise ValueError(
-                    f"{key!r} is not a container of this suite"
+                    f"{key}: is not a container of this suite"  # `<key>: `: the entry's path
                     + (
                         f" (did you mean {hint[0]!r}?)"
                         if hint
                         else f"; known: {', '.join(sorted(catalog.LIMITS))}"
                     )
+                    + f"; fix: pulumi config rm --path '{NAMESPACE}:resources.{key}', then set its settings "
+                    f"under {moved} (e.g. pulumi config set --path '{moved}.memoryMb' 512)"
                 )
         return value
 
@@ -872,7 +906,11 @@ class SuiteConfig(Model):
                 "acmeEmail: the Let's Encrypt contact is required when this stack runs Traefik (mode suite)"
             )
         if self.mode == "standalone" and len(self.services) != 1:
-            problems.append("services: mode standalone deploys exactly one service, without Traefik")
+            problems.append(
+                "services: mode standalone deploys exactly one service, without Traefik; fix: pulumi config "
+                f"set {NAMESPACE}:services {self.services[0] if self.services else 'flow'} (one stack per "
+                f"service), or pulumi config set {NAMESPACE}:mode suite"
+            )
         if self.mode == "attach" and self.web_network.create:
             problems.append(
                 "webNetwork.create: mode attach joins an edge that already runs, so set it to false"
@@ -1059,13 +1097,24 @@ def _problem_lines(error: ValidationError) -> list[str]:
     for err in error.errors():
         loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
         msg = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
+        if loc and loc[-1] == "[key]":  # a dict key outside its allowed set (`hostnames.hubb`)
+            lines.append(_bad_key_line(loc[:-1], err))
+        elif err["type"] == "missing":
             lines.append(f"{_stack_key(loc)} is required; {_fix_hint(loc)}")
         elif err["type"] == "extra_forbidden":
             lines.append(
                 f"{_stack_key(loc)} is not a known key{_suggest(loc)}; "
                 f"remove it: pulumi config rm --path '{_stack_key(loc)}'"
             )
+        elif (
+            _is_mapping(loc) and isinstance(err.get("input"), dict) and msg.split(": ", 1)[0] in err["input"]
+        ):
+            # A check over a map's entries (`versions`, `resources`): each item names its entry's key.
+            for item in msg.split(" | "):
+                entry, _, text = item.partition(": ")
+                fix = "" if "; fix: " in text else f"; {_fix_hint((*loc, entry))}"
+                sep = " " if text.startswith("is not ") else ": "
+                lines.append(f"{_stack_key((*loc, entry))}{sep}{text}{fix}")
         elif "| " in msg or re.split(r"[.\[]", msg.split(": ", 1)[0])[0] in _field_names(loc):
             # A model's cross-field check: each item starts with the key it is about.
             for item in msg.split(" | "):
@@ -1077,8 +1126,30 @@ def _problem_lines(error: ValidationError) -> list[str]:
         else:
             secret = "secret" in err["type"] or _holds_secret(_field_at(loc))
             shown = "" if secret else _short(err.get("input"))
-            lines.append(f"{_stack_key(loc)}: {msg}{shown}; {_fix_hint(loc)}")
+            text, _, exact = msg.partition("; fix: ")  # a check that knows the exact fix says so itself
+            fix = f"fix: {exact}" if exact else _fix_hint(loc)
+            lines.append(f"{_stack_key(loc)}: {text}{'' if exact else shown}; {fix}")
     return lines
+
+
+def _is_mapping(loc: tuple[Any, ...]) -> bool:
+    info = _field_at(loc)
+    return info is not None and typing.get_origin(info.annotation) is dict
+
+
+def _bad_key_line(loc: tuple[Any, ...], err: Any) -> str:
+    """`hostnames.hubb`: the key is not one of the allowed ones; the fix moves its value to the closest."""
+    bad = str(loc[-1])
+    choices = re.findall(r"'([^']+)'", str(err.get("ctx", {}).get("expected", "")))
+    hint = difflib.get_close_matches(bad, choices, n=1)
+    parent = _stack_key(loc[:-1])
+    target = f"{parent}.{hint[0] if hint else '<' + '|'.join(choices) + '>'}"
+    return (
+        f"{_stack_key(loc)} is not a known key"
+        + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(choices)}")
+        + f"; fix: pulumi config rm --path '{_stack_key(loc)}', "
+        f"then pulumi config set --path '{target}' <value>"
+    )
 
 
 def _field_names(loc: tuple[Any, ...]) -> set[str]:

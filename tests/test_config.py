@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -241,7 +242,7 @@ def test_private_key_in_plain_text_is_refused_without_echoing_it() -> None:
     [
         ({"erpnext": "latest"}, "moves under your feet"),
         ({"traefik": "v3"}, None),
-        ({"erpnxt": "v16.1.0"}, "'erpnxt' is not an image of this suite"),
+        ({"erpnxt": "v16.1.0"}, "is not an image of this suite (did you mean 'erpnext'?)"),
         ({"n8n": "2.46.5 && reboot"}, "is not an image tag"),
         ({"mariadb": "11.8.6@sha256:" + "0" * 64}, None),
     ],
@@ -253,7 +254,8 @@ def test_version_overrides(versions: dict[str, str], expected: str | None) -> No
         assert cfg.pin(key).endswith(f":{tag}")
     else:
         line = only(problems(versions=versions))
-        assert line.startswith("versatilehub:versions:") and expected in line
+        key = next(iter(versions))
+        assert line.startswith(f"versatilehub:versions.{key}") and expected in line, line
 
 
 def test_standalone_runs_exactly_one_service_and_attach_adopts_the_web_network() -> None:
@@ -288,3 +290,67 @@ def test_budgets_come_from_the_catalog_and_the_overrides() -> None:
     edge = sum(v.memory_mb for k, v in config.catalog.LIMITS.items() if k.startswith("edge-"))
     backend = config.catalog.LIMITS["hub-backend"].memory_mb
     assert cfg.memory_budget_mb() == hub + edge - backend + 2000
+
+
+# -- a fix line corrects the value that failed, at its exact path (issue 18 item 1) ----------------------
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [("erpnext", "v16.32.3"), ("n8n", None), ("traefik", None)],
+)
+def test_a_moving_version_tag_gets_that_images_pin_at_its_own_path(
+    config_problems: Callable[..., list[str]], image: str, pinned: str | None
+) -> None:
+    from components import versions
+
+    tag = pinned or versions.IMAGES[image].tag
+    [line] = config_problems(["hub", "flow"], versions={image: "latest"})
+    assert line.startswith(f"versatilehub:versions.{image}: 'latest' moves under your feet"), line
+    # Applying the fix sets that one entry (not the whole map, which would loop) to that image's pin.
+    assert line.endswith(f"fix: pulumi config set --path 'versatilehub:versions.{image}' {tag}"), line
+
+
+def test_two_bad_versions_get_one_line_each_with_their_own_fix(
+    config_problems: Callable[..., list[str]],
+) -> None:
+    from components import versions
+
+    lines = config_problems(["hub", "flow"], versions={"erpnext": "latest", "n8n": "main"})
+    assert len(lines) == 2
+    assert any(x.endswith(f"'versatilehub:versions.n8n' {versions.IMAGES['n8n'].tag}") for x in lines)
+    assert any(x.endswith("'versatilehub:versions.erpnext' v16.32.3") for x in lines)
+
+
+def test_a_service_listed_twice_gets_the_same_list_once(config_problems: Callable[..., list[str]]) -> None:
+    [line] = config_problems(["hub", "chat", "hub"])
+    assert line == (
+        "versatilehub:services: lists hub more than once; "
+        "fix: pulumi config set versatilehub:services hub,chat"
+    )
+
+
+def test_standalone_with_two_services_suggests_one_service_or_suite(
+    config_problems: Callable[..., list[str]],
+) -> None:
+    [line] = config_problems(["hub", "flow"], mode="standalone")
+    assert "pulumi config set versatilehub:services hub " in line
+    assert "pulumi config set versatilehub:mode suite" in line
+    assert "hub,chat,flow,agent" not in line
+
+
+def test_a_typo_in_a_resources_key_names_the_entry_and_the_closest_container(
+    config_problems: Callable[..., list[str]],
+) -> None:
+    [line] = config_problems(["hub"], resources={"hub-backendd": {"memoryMb": 512}})
+    assert line.startswith("versatilehub:resources.hub-backendd is not a container of this suite")
+    assert "did you mean 'hub-backend'?" in line
+    assert "pulumi config rm --path 'versatilehub:resources.hub-backendd'" in line
+    assert "versatilehub:resources.hub-backend.memoryMb" in line
+
+
+def test_a_typo_in_a_hostnames_key_names_the_entry_and_the_closest_service(
+    config_problems: Callable[..., list[str]],
+) -> None:
+    [line] = config_problems(["hub"], hostnames={"hubb": "erp.clientea.com"})
+    assert line.startswith("versatilehub:hostnames.hubb is not a known key (did you mean 'hub'?)"), line
+    assert "[key]" not in line
+    assert "pulumi config set --path 'versatilehub:hostnames.hub'" in line

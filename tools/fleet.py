@@ -79,7 +79,12 @@ def policy_counts(plan: harness.Plan, stack: harness.StackConfig) -> tuple[int, 
 
 
 def inspect(path: Path) -> Client:
-    stack = harness.read_stack_file(path)
+    try:
+        stack = harness.read_stack_file(path)
+    except (FileNotFoundError, ValueError) as exc:  # one bad file is one row, never the whole fleet
+        row = Client(stack=path.name.removeprefix("Pulumi.").rsplit(".", 1)[0])
+        row.error = f"file: {exc}"
+        return row
     row = Client(stack=stack.name)
     try:
         plan = harness.run(stack)

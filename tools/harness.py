@@ -196,17 +196,84 @@ def resolve_stack(ref: str) -> Path:
     return ROOT / f"Pulumi.{ref}.yaml"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are unique; PyYAML
+    would silently keep the last, so a stack's first value would vanish without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key `{key}` appears twice (first at line {seen[key]}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+# What a Pulumi stack file may hold besides `config:` (Pulumi's project/stack file reference).
+_STACK_FILE_KEYS = {"config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"}
+# Providers' own namespaces a stack may legitimately configure.
+_PROVIDER_NAMESPACES = {"pulumi", "docker", "command", "random"}
+
+
+def load_stack_document(path: Path) -> dict[str, Any]:
+    """The `config:` mapping of a stack file; ValueError (one line naming the file) for anything else."""
+    try:
+        doc = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ValueError(f"{where}: YAML error: {exc.problem or exc.context}; fix the file there") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: YAML error: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a Pulumi stack file (expected a mapping with a `config:` section)")
+    outside = sorted(str(k) for k in doc if k not in _STACK_FILE_KEYS)
+    if outside:
+        raise ValueError(
+            f"{path}: found {len(outside)} key(s) outside `config:` ({', '.join(outside[:3])}"
+            f"{', ...' if len(outside) > 3 else ''}); move them under `config:`"
+        )
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{path}: `config:` is a {type(config).__name__}, not a mapping of `{PROJECT}:<key>: <value>`"
+        )
+    others: dict[str, int] = {}
+    for key in config:
+        namespace = str(key).split(":", 1)[0] if ":" in str(key) else PROJECT
+        if namespace not in {PROJECT, *_PROVIDER_NAMESPACES}:
+            others[namespace] = others.get(namespace, 0) + 1
+    if others:
+        found = "; ".join(f"found {n} key(s) under `{ns}:`" for ns, n in sorted(others.items()))
+        raise ValueError(f"{path}: {found}; this project reads `{PROJECT}:` (rename them)")
+    return config
+
+
+def _did_you_mean(path: Path) -> str:
+    """A stack file whose name differs only in case (`clientea` for `clienteA`)."""
+    wanted = path.name.lower()
+    for candidate in iter_stack_files():
+        if candidate.name.lower() == wanted:
+            return f"; did you mean {candidate.name.removeprefix('Pulumi.').rsplit('.', 1)[0]}?"
+    return ""
+
+
 def read_stack_file(ref: str | Path) -> StackConfig:
     path = resolve_stack(str(ref))
     if not path.is_file():
         raise FileNotFoundError(
-            f"no stack file {path} (give a stack name such as clienteA or a Pulumi.<stack>.yaml path)"
+            f"no stack file {path}{_did_you_mean(path)} "
+            "(give a stack name such as clienteA or a Pulumi.<stack>.yaml path)"
         )
-    doc = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not a Pulumi stack file (expected a mapping with a `config:` section)")
+    config = load_stack_document(path)
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
-    return with_placeholder_secrets(stack_config(name, doc.get("config") or {}))
+    return with_placeholder_secrets(stack_config(name, config))
 
 
 # ---------------------------------------------------------------------------------------------------
