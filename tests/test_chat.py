@@ -590,7 +590,7 @@ def test_pins() -> None:
 
 def test_a_chatwoot_3_tag_is_refused(config_problems: ProblemsFn) -> None:
     [line] = config_problems(["chat"], versions={"chatwoot": "v3.16.0"})
-    assert line.startswith("versatilehub:versions: chatwoot: 'v3.16.0' is outside the releases")
+    assert line.startswith("versatilehub:versions.chatwoot: 'v3.16.0' is outside the releases")
 
 
 # -- config errors -----------------------------------------------------------------------------------

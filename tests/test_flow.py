@@ -313,7 +313,7 @@ def test_default_pins_agree() -> None:
 
 def test_runner_version_cannot_be_set_on_its_own(config_problems: ProblemsFn) -> None:
     [line] = config_problems(["flow"], versions={"n8nRunners": "2.49.0"})
-    assert line.startswith("versatilehub:versions: n8nRunners: always runs n8n's exact version")
+    assert line.startswith("versatilehub:versions.n8nRunners: always runs n8n's exact version")
     assert "remove versions.n8nRunners and set versions.n8n" in line
 
 
@@ -325,7 +325,7 @@ def test_releases_the_configuration_is_not_written_for_are_refused(
     config_problems: ProblemsFn, key: str, tag: str
 ) -> None:
     [line] = config_problems(["flow"], versions={key: tag})
-    assert line.startswith(f"versatilehub:versions: {key}: '{tag}' is outside the releases")
+    assert line.startswith(f"versatilehub:versions.{key}: '{tag}' is outside the releases")
 
 
 def test_a_newer_release_within_the_range_is_accepted(plan: PlanFn) -> None:
