@@ -17,8 +17,9 @@ own, writable by the agent's tools).
 Persistence, two mounts as upstream keeps them apart: ``state`` at ~/.openclaw (agent memory and skills in
 the workspace, sessions and auth profiles in SQLite, credentials, pairing records) and ``auth-key`` at
 ~/.config/openclaw (the key that encrypts stored auth profiles). Backups never copy the live SQLite files:
-``openclaw backup create --verify`` writes a consistent archive into ``backups``, which is what gets
-snapshotted, plus the small key directory as files.
+``openclaw backup create`` writes a consistent archive into ``backups`` and ``openclaw backup verify``
+checks it (its scratch on disk beside it), which is what gets snapshotted, plus the small key directory as
+files.
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ CLI = ("node", "dist/index.js")
 # Outside the state tree on purpose: `openclaw backup create` refuses an output inside what it archives.
 BACKUP_DIR = "/home/node/backups"
 BACKUP_GLOB = "*-openclaw-backup.tar.gz"
+# Where verification extracts the archive's SQLite snapshots: on the data disk, not the 256 MB /tmp tmpfs.
+# OpenClaw (dist/backup-verify-*.mjs, 2026.9.6) extracts under os.tmpdir() (TMPDIR) and refuses to start
+# unless snapshot size + a 256 MiB host reserve is free there, so a 256 MB /tmp can never pass, and a larger
+# tmpfs would spend the gateway's memory on a copy of the database.
+VERIFY_SCRATCH = f"{BACKUP_DIR}/.verify-scratch"
+# One archive at a time on the host (the previous one is in the snapshots already), then `backup verify
+# <archive>`: the form every release takes (`create --verify` is 2026.9's flag; later releases define
+# `--no-verify` only). TMPDIR is the on-disk scratch for both, removed whatever the outcome.
+_OPENCLAW = " ".join(CLI)
+BACKUP_COMMAND = (
+    f"rm -rf {BACKUP_DIR}/{BACKUP_GLOB} {VERIFY_SCRATCH} && mkdir -m 0700 {VERIFY_SCRATCH} && "
+    f"{{ export TMPDIR={VERIFY_SCRATCH}; "
+    f"{_OPENCLAW} backup create --output {BACKUP_DIR} && "
+    f"{_OPENCLAW} backup verify {BACKUP_DIR}/{BACKUP_GLOB}; "
+    f"status=$?; rm -rf {VERIFY_SCRATCH}; exit $status; }}"
+)
 TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"
 # The variables OpenClaw reads each credential from (stack config field -> variable).
 PROVIDER_ENV = {
@@ -140,13 +157,7 @@ class Agent(pulumi.ComponentResource):
             AppBackupCommand(
                 service,
                 container_name,
-                # One archive at a time on the host: the previous one is in the snapshots already.
-                (
-                    "sh",
-                    "-c",
-                    f"rm -f {BACKUP_DIR}/{BACKUP_GLOB} && "
-                    f"exec {' '.join(CLI)} backup create --output {BACKUP_DIR} --verify",
-                ),
+                ("sh", "-c", BACKUP_COMMAND),
                 data.locations["backups"],
                 output_subpath=BACKUP_GLOB,
                 user=UID,

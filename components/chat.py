@@ -44,13 +44,20 @@ APP_OWNER = "0:0"  # Chatwoot runs as root: see ROOT_REASON
 REDIS_ALIAS = "redis"  # names on the Chat internal network
 DB_NAME = DB_USER = "chatwoot"
 STORAGE = "/app/storage"
+BOOTSNAP_CACHE_DIR = "/tmp/bootsnap"
+# config/database.yml sets `statement_timeout: ENV["POSTGRES_STATEMENT_TIMEOUT"] || "14s"`; upstream's release
+# step (Procfile `release:`) raises it for db:chatwoot_prepare, so a long migration is not cancelled midway.
+PREPARE_STATEMENT_TIMEOUT = "600s"
+
+RAILS_HEALTH_CHECK = f'wget -q -O - http://127.0.0.1:{RAILS_PORT}/api | grep -q \'"data_services":"ok"\''
 
 ROOT_REASON = (
     "the Chatwoot image declares no USER and its files belong to root; it runs with every capability "
     "dropped and no-new-privileges, so this root cannot chown, bypass file modes or gain privileges"
 )
-# What Rails writes besides /app/storage: tmp/ (pid file, bootsnap cache), log/ (unused with logs on stdout,
-# kept writable for gems that open it) and /tmp (uploads being received, image variants being made).
+# What Rails writes besides /app/storage: tmp/ (pid file), log/ (unused with logs on stdout, kept writable
+# for gems that open it) and /tmp (uploads being received, image variants being made, bootsnap's cache: see
+# BOOTSNAP_CACHE_DIR).
 APP_TMPFS = {
     "/tmp": "rw,noexec,nosuid,nodev,size=256m",
     "/app/tmp": "rw,noexec,nosuid,nodev,size=64m",
@@ -218,6 +225,10 @@ class Chat(pulumi.ComponentResource):
             "POSTGRES_USERNAME": DB_USER,
             "REDIS_URL": f"redis://{REDIS_ALIAS}:6379",
             "ACTIVE_STORAGE_SERVICE": "local",
+            # config/boot.rb requires bootsnap/setup, whose default_setup caches under tmp/cache unless
+            # BOOTSNAP_CACHE_DIR says otherwise: on the larger /tmp, so a full cache cannot leave Puma
+            # without room for its pid file in the 64 MB /app/tmp.
+            "BOOTSNAP_CACHE_DIR": BOOTSNAP_CACHE_DIR,
         }
         app_secrets: dict[str, pulumi.Input[str]] = {
             "SECRET_KEY_BASE": secret_key_base.hex,
@@ -252,6 +263,7 @@ class Chat(pulumi.ComponentResource):
         prepare = one_off.run(
             "prepare",
             ["bundle", "exec", "rails", "db:chatwoot_prepare"],
+            extra_env={"POSTGRES_STATEMENT_TIMEOUT": PREPARE_STATEMENT_TIMEOUT},
             # Once per version: the schema (first deploy) or the migrations (upgrades).
             triggers=[chatwoot_ref],
             depends_on=[postgres, redis, chatwoot, *upgrade],
@@ -297,9 +309,11 @@ class Chat(pulumi.ComponentResource):
             networks=rails_networks,
             labels=exposure.labels,
             ports=exposure.ports,
-            # /api answers unauthenticated with the version; the image has busybox wget, not curl.
+            # /api (ApiController#index) answers 200 unauthenticated even with Postgres down, reporting
+            # `"data_services":"failing"`: healthy only when it says ok. The image has busybox wget, not curl.
             healthcheck=Healthcheck(
-                ["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{RAILS_PORT}/api"],
+                [RAILS_HEALTH_CHECK],
+                shell=True,
                 timeout="10s",
                 retries=5,
                 start_period="180s",

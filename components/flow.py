@@ -9,7 +9,10 @@ Three containers on the Flow internal network (no route out); n8n alone also joi
 - ``flow-postgres``: n8n's database, reachable by n8n alone.
 
 Data under the data root: ``flow/workflows`` is n8n's user folder (``/home/node/.n8n``: the instance config
-that repeats the encryption key, binary data, community nodes) and ``flow/database`` is Postgres' directory.
+that repeats the encryption key, binary data), ``flow/files`` the one folder the Read/Write Files from Disk
+node may use (``/home/node/.n8n-files``, backed up) and ``flow/database`` is Postgres' directory. Community
+packages are off: installing one needs npm and a writable cache on a read-only root, and runs unreviewed code
+next to every credential.
 
 No browser step: n8n (2.17+) creates the owner account, and resets it on every start, from
 ``N8N_INSTANCE_OWNER_*`` with the bcrypt hash of a generated password, so the sign-up form is never open to
@@ -39,6 +42,8 @@ LAUNCHER_HEALTH_PORT = 5680
 N8N_ALIAS = "n8n"  # names on the Flow internal network
 DB_NAME = DB_USER = "n8n"
 USER_FOLDER = "/home/node/.n8n"
+# SecurityConfig.restrictFileAccessTo's default (`~/.n8n-files`), given explicitly and backed by a data dir.
+FILES_FOLDER = "/home/node/.n8n-files"
 
 
 def _http_ok(port: int, path: str, start_period: str = "30s") -> Healthcheck:
@@ -65,10 +70,12 @@ class Flow(pulumi.ComponentResource):
             service=service,
             dirs=[
                 DataDir("workflows", owner=N8N_UID, mode="0700"),
+                DataDir("files", owner=N8N_UID, mode="0700"),
                 DataDir("database", owner=POSTGRES_UID, mode="0700"),
             ],
         )
         d.backup_sources.append(FileSet(service, data.locations["workflows"]))
+        d.backup_sources.append(FileSet(service, data.locations["files"]))
 
         # Alphanumeric: these travel in environment variables and database settings, never need quoting.
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
@@ -124,10 +131,11 @@ class Flow(pulumi.ComponentResource):
             "DB_POSTGRESDB_DATABASE": DB_NAME,
             "DB_POSTGRESDB_USER": DB_USER,
             "DB_POSTGRESDB_PASSWORD": db_password.result,
-            # The broker binds every interface (it takes an IP address, and the internal one is not known in
-            # advance); only the runner is given the token, and the port is neither published nor routed.
+            # The broker binds n8n's address on the Flow network only, so front containers on the routed
+            # network cannot reach it: TaskBrokerServer passes this to Node's server.listen(port, host), which
+            # resolves a name (net.js lookupAndListen), and Docker's DNS answers the alias with that address.
             "N8N_RUNNERS_MODE": "external",
-            "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "0.0.0.0",
+            "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": N8N_ALIAS,
             "N8N_RUNNERS_AUTH_TOKEN": runner_token.result,
             "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
             "N8N_INSTANCE_OWNER_EMAIL": email,
@@ -137,6 +145,10 @@ class Flow(pulumi.ComponentResource):
             # A client's usage is not reported to n8n; the version is the stack's to change, not a banner's.
             "N8N_DIAGNOSTICS_ENABLED": "false",
             "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+            # @n8n/config NodesConfig.communityPackages (N8N_COMMUNITY_PACKAGES_ENABLED, default true).
+            "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
+            # @n8n/config SecurityConfig (N8N_RESTRICT_FILE_ACCESS_TO; `;`-separated; empty = no limit).
+            "N8N_RESTRICT_FILE_ACCESS_TO": FILES_FOLDER,
         }
         if cfg.routed:
             envs["N8N_PROXY_HOPS"] = "1"  # Traefik: trust one X-Forwarded-* hop, no more
@@ -151,9 +163,14 @@ class Flow(pulumi.ComponentResource):
             image="n8n",
             user=N8N_UID,
             envs=envs,
-            mounts=[data.mount("workflows", USER_FOLDER)],
-            # n8n writes its user folder and temporary files (uploads) only.
-            tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=256m"},
+            mounts=[data.mount("workflows", USER_FOLDER), data.mount("files", FILES_FOLDER)],
+            # n8n writes its user folder, the files folder and temporary files (uploads); and at start, with
+            # the editor on, it copies the editor's assets to ~/.cache/n8n/public (n8n-core InstanceSettings
+            # .staticCacheDir): without a writable ~/.cache it cannot start on a read-only root.
+            tmpfs={
+                "/tmp": "rw,noexec,nosuid,nodev,size=256m",
+                "/home/node/.cache": "rw,noexec,nosuid,nodev,size=128m,uid=1000,gid=1000,mode=0700",
+            },
             networks=networks,
             labels=exposure.labels,
             ports=exposure.ports,

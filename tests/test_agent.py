@@ -294,9 +294,11 @@ def test_backups_use_openclaws_own_archive_never_the_live_sqlite() -> None:
     [archive] = [s for s in sources if isinstance(s, AppBackupCommand)]
     assert archive.container == GATEWAY and archive.user == "1000:1000"
     assert archive.command[:2] == ("sh", "-c")
-    assert archive.command[2].endswith(
-        "exec node dist/index.js backup create --output /home/node/backups --verify"
+    assert "node dist/index.js backup create --output /home/node/backups &&" in archive.command[2]
+    assert (
+        "node dist/index.js backup verify /home/node/backups/*-openclaw-backup.tar.gz" in archive.command[2]
     )
+    assert "--verify" not in archive.command[2], "a 2026.9 flag; later releases define --no-verify only"
     assert archive.output.source == "/srv/versatilehub/clientea/agent/backups"
     assert archive.output_subpath == "*-openclaw-backup.tar.gz"
     files = [s for s in sources if isinstance(s, FileSet)]
@@ -395,3 +397,56 @@ def test_unknown_provider_is_a_typo_with_a_suggestion() -> None:
     assert line.startswith(
         "versatilehub:agent.providerKeys.antrophic is not a known key (did you mean 'anthropic'?)"
     )
+
+
+# A stand-in for `node dist/index.js` with OpenClaw 2026.9.6's verification budget (dist/backup-verify-*.mjs):
+# SQLite snapshots are extracted under os.tmpdir() (TMPDIR, else /tmp), which must have the snapshot's size
+# plus SQLITE_SNAPSHOT_FREE_SPACE_RESERVE_BYTES (256 MiB) free. The free space is what a 256 MB /tmp tmpfs
+# offers (256 MiB less the gateway's logs) unless TMPDIR names another place, where the disk has room.
+FAKE_OPENCLAW = r"""#!/bin/sh
+shift  # dist/index.js
+case "$1 $2" in
+  "backup create")
+    [ "$3" = --output ] || exit 64
+    case " $* " in *" --verify "*) echo "unknown option --verify" >&2; exit 1;; esac
+    : > "$4/2026-12-02T03-00-00.000Z-openclaw-backup.tar.gz" ;;
+  "backup verify")
+    [ -f "$3" ] || { echo "no archive $3" >&2; exit 1; }
+    scratch="${TMPDIR:-/tmp}"
+    if [ "$scratch" = /tmp ]; then available=$((200 * 1048576)); else available=$((50 * 1073741824)); fi
+    snapshot=1048576
+    if [ $((snapshot + 268435456)) -gt "$available" ]; then
+      echo "SQLite snapshots require 1 MiB of extraction space, but only $available is available" >&2
+      exit 1
+    fi
+    [ -d "$scratch" ] && [ -w "$scratch" ] || exit 1
+    echo "$scratch" > "$VERIFIED_IN" ;;
+  *) exit 64 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("verify_succeeds", [True, False])
+def test_backup_verification_has_room_and_cleans_up(tmp_path: Path, verify_succeeds: bool) -> None:
+    """The command runs for real (sh) against a stand-in with OpenClaw's space rule: verification gets a
+    scratch place that is not the 256 MB /tmp, its failure fails the backup, and the scratch is removed."""
+    [archive] = [s for s in build().deployment.backup_sources if isinstance(s, AppBackupCommand)]
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "2026-12-01T03-00-00.000Z-openclaw-backup.tar.gz").write_text("yesterday")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    node = bin_dir / "node"
+    script = FAKE_OPENCLAW if verify_succeeds else FAKE_OPENCLAW.replace('[ -f "$3" ]', "false")
+    node.write_text(script)
+    node.chmod(0o755)
+    command = archive.command[2].replace("/home/node/backups", str(backups))
+    marker = tmp_path / "verified-in"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "VERIFIED_IN": str(marker)}
+    ran = subprocess.run([*archive.command[:2], command], env=env, capture_output=True, text=True, timeout=30)
+    assert (ran.returncode == 0) is verify_succeeds, ran.stderr
+    assert not (backups / ".verify-scratch").exists(), "the scratch is removed either way"
+    archives = sorted(p.name for p in backups.iterdir())
+    assert archives == ["2026-12-02T03-00-00.000Z-openclaw-backup.tar.gz"], "one archive, today's"
+    if verify_succeeds:
+        assert marker.read_text().strip() == f"{backups}/.verify-scratch"

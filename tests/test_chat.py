@@ -99,12 +99,51 @@ def test_limits_are_overridable_and_redis_stays_within_its_own(plan: PlanFn) -> 
 def test_healthchecks(routed: harness.Plan) -> None:
     chat = chat_containers(routed)
     checks = {name: c.inputs["healthcheck"]["tests"] for name, c in chat.items()}
-    assert checks[RAILS] == ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:3000/api"]
+    assert checks[RAILS][0] == "CMD-SHELL" and "http://127.0.0.1:3000/api" in checks[RAILS][1]
     assert checks[POSTGRES] == ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "chatwoot", "-d", "chatwoot"]
     assert checks[REDIS] == ["CMD-SHELL", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG']
     assert checks[SIDEKIQ][0] == "CMD-SHELL" and "/proc/1/cmdline" in checks[SIDEKIQ][1]
     assert chat[RAILS].inputs["wait"] is True and chat[RAILS].inputs["waitTimeout"] == 600
     assert chat[POSTGRES].inputs["wait"] is True and chat[REDIS].inputs["wait"] is True
+
+
+def _api_stand_in(data_services: str) -> tuple[Any, int]:
+    """A local stand-in for ApiController#index (app/controllers/api_controller.rb): always 200, with
+    `data_services` "ok" or "failing" as ActiveRecord's connection is or is not active."""
+    import http.server
+    import threading
+
+    status = {"version": "4.18.0", "queue_services": "ok", "data_services": data_services}
+    body = json.dumps(status, separators=(",", ":")).encode()  # as Rails renders it: no spaces
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+@pytest.mark.parametrize(("data_services", "healthy"), [("ok", True), ("failing", False)])
+def test_rails_is_unhealthy_while_postgres_is_down(
+    routed: harness.Plan, data_services: str, healthy: bool
+) -> None:
+    """/api answers 200 whether or not Postgres is up: Docker's check, run for real against a stand-in,
+    passes only when it reports its data services ok."""
+    [check] = chat_containers(routed)[RAILS].inputs["healthcheck"]["tests"][1:]
+    server, port = _api_stand_in(data_services)
+    try:
+        ran = subprocess.run(["sh", "-c", check.replace(":3000/", f":{port}/")], timeout=20, check=False)
+    finally:
+        server.shutdown()
+    assert (ran.returncode == 0) is healthy
 
 
 # -- environment and secrets -----------------------------------------------------------------------------
@@ -309,7 +348,12 @@ def test_prepare_runs_once_per_version_before_anything_serves(routed: harness.Pl
     assert (env["VH_CHAT_NETWORK"], env["VH_CHAT_IMAGE"]) == ("clientea-chat", CHATWOOT)
     assert depends_on(routed, prepare, POSTGRES) and depends_on(routed, prepare, REDIS)
     assert depends_on(routed, bootstrap, "chat-prepare")
+    # config/database.yml: statement_timeout is POSTGRES_STATEMENT_TIMEOUT or 14s; upstream's Procfile
+    # release step runs db:chatwoot_prepare with 600s, so a grown database's migration is not cancelled.
+    assert env["POSTGRES_STATEMENT_TIMEOUT"] == "600s" and "--env=POSTGRES_STATEMENT_TIMEOUT" in argv
+    assert "POSTGRES_STATEMENT_TIMEOUT" not in step_env(bootstrap), "the app keeps Chatwoot's 14 s"
     chat = chat_containers(routed)
+    assert "POSTGRES_STATEMENT_TIMEOUT" not in env_of(chat[RAILS])
     for name in (RAILS, SIDEKIQ):
         assert depends_on(routed, chat[name], "chat-bootstrap"), f"{name}: starts on a claimed install"
 
@@ -336,7 +380,19 @@ def test_one_off_containers_are_hardened_like_the_app(routed: harness.Plan) -> N
         assert flag in argv, flag
     envs = [a.removeprefix("--env=") for a in argv if a.startswith("--env=")]
     assert envs and all(re.fullmatch(r"[A-Z_]+", e) for e in envs), "names only, values from the environment"
-    assert set(envs) == set(env_of(chat_containers(routed)[RAILS])), "the app's exact environment"
+    assert set(envs) - {"POSTGRES_STATEMENT_TIMEOUT"} == set(env_of(chat_containers(routed)[RAILS])), (
+        "the app's exact environment, and the migrations' longer statement timeout"
+    )
+
+
+def test_bootsnap_caches_on_the_larger_tmpfs(routed: harness.Plan) -> None:
+    """config/boot.rb requires bootsnap/setup; Bootsnap.default_setup takes ENV["BOOTSNAP_CACHE_DIR"] and
+    falls back to tmp/cache, i.e. the 64 MB /app/tmp that also holds Puma's pid file."""
+    for name in (RAILS, SIDEKIQ):
+        c = chat_containers(routed)[name]
+        cache = env_of(c)["BOOTSNAP_CACHE_DIR"]
+        assert cache.startswith("/tmp/"), name
+        assert c.inputs["tmpfs"]["/tmp"].endswith("size=256m"), name
 
 
 def test_a_version_change_waits_for_the_pre_update_backup(pre_update_calls: PreUpdateCalls) -> None:

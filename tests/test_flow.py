@@ -85,7 +85,7 @@ def test_n8n_environment_behind_traefik(routed: harness.Plan) -> None:
         "DB_POSTGRESDB_DATABASE": "n8n",
         "DB_POSTGRESDB_USER": "n8n",
         "N8N_RUNNERS_MODE": "external",
-        "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "0.0.0.0",
+        "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "n8n",
         "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
         "N8N_INSTANCE_OWNER_EMAIL": "admin@clientea.com",
         "N8N_INSTANCE_OWNER_FIRST_NAME": "Cliente A S.A.",
@@ -235,7 +235,13 @@ def test_data_under_the_data_root_with_the_right_owners(routed: harness.Plan) ->
             "source": "/srv/versatilehub/clientea/flow/workflows",
             "target": "/home/node/.n8n",
             "readOnly": False,
-        }
+        },
+        {
+            "type": "bind",
+            "source": "/srv/versatilehub/clientea/flow/files",
+            "target": "/home/node/.n8n-files",
+            "readOnly": False,
+        },
     ]
     assert (
         harness.plain(flow[POSTGRES].inputs["mounts"])[0]["source"]
@@ -245,6 +251,44 @@ def test_data_under_the_data_root_with_the_right_owners(routed: harness.Plan) ->
     script = harness.plain(routed.named("flow-data-dirs").inputs["create"])
     assert "install -d -o 1000 -g 1000 -m 0700 /data/workflows" in script
     assert "install -d -o 70 -g 70 -m 0700 /data/database" in script
+    assert "install -d -o 1000 -g 1000 -m 0700 /data/files" in script
+
+
+def test_n8n_has_a_writable_cache_owned_by_node(routed: harness.Plan) -> None:
+    """n8n-core's InstanceSettings.staticCacheDir is `<userHome>/.cache/n8n/public` (packages/core/src/
+    instance-settings/instance-settings.ts): the editor's assets are copied there at start, so on a read-only
+    root n8n needs ~/.cache writable by `node` (uid 1000), or it stops at boot."""
+    tmpfs = flow_containers(routed)[N8N].inputs["tmpfs"]
+    options = tmpfs["/home/node/.cache"].split(",")
+    assert options[0] == "rw" and {"uid=1000", "gid=1000"} <= set(options)
+    assert any(o.startswith("size=") for o in options), "bounded: a tmpfs counts against n8n's memory"
+
+
+def test_file_access_and_community_packages_are_decided(routed: harness.Plan) -> None:
+    """@n8n/config: SecurityConfig.restrictFileAccessTo (N8N_RESTRICT_FILE_ACCESS_TO, default
+    `~/.n8n-files`) and NodesConfig.communityPackages.enabled (N8N_COMMUNITY_PACKAGES_ENABLED, default true).
+    The one folder the file nodes may use is a mounted, backed-up data dir; no npm installs at run time."""
+    n8n = flow_containers(routed)[N8N]
+    env = env_of(n8n)
+    assert env["N8N_COMMUNITY_PACKAGES_ENABLED"] == "false"
+    assert env["N8N_RESTRICT_FILE_ACCESS_TO"] == "/home/node/.n8n-files"
+    targets = {m["target"]: m["source"] for m in harness.plain(n8n.inputs["mounts"])}
+    assert targets[env["N8N_RESTRICT_FILE_ACCESS_TO"]].startswith("/srv/versatilehub/clientea/flow/")
+
+
+def test_task_broker_listens_on_the_flow_network_only(routed: harness.Plan) -> None:
+    """TaskBrokerServer (packages/cli/src/task-runners/task-broker/task-broker-server.ts) calls
+    `server.listen(port, listenAddress)`; Node resolves a host name there, and Docker's DNS gives the alias
+    the address on the network that carries it: the Flow internal one, never the routed one."""
+    n8n = flow_containers(routed)[N8N]
+    address = env_of(n8n)["N8N_RUNNERS_BROKER_LISTEN_ADDRESS"]
+    assert address not in ("0.0.0.0", "::", ""), "every interface includes the routed network"
+    attached = n8n.plain_inputs["networksAdvanced"]
+    carrying = [n["name"] for n in attached if address in (n.get("aliases") or [])]
+    assert carrying == ["clientea-flow"], "the alias names the internal network alone, not the routed one"
+    assert routed.get("docker:index/network:Network", "flow-internal").inputs["internal"] is True
+    runner_uri = env_of(flow_containers(routed)[RUNNER])["N8N_RUNNERS_TASK_BROKER_URI"]
+    assert runner_uri == f"http://{address}:5679", "the runner dials the address the broker listens on"
 
 
 def test_volume_storage_keeps_both_volumes(plan: PlanFn) -> None:
@@ -264,9 +308,12 @@ def _suite_of(stack: harness.StackConfig) -> Any:
 def test_backups_dump_the_database_and_copy_the_user_folder() -> None:
     sources = [s for s in _suite_of(make_stack(["flow"])).deployment.backup_sources if s.service == "flow"]
     assert DatabaseDump("flow", "postgres", POSTGRES, "n8n", "n8n", "POSTGRES_PASSWORD") in sources
-    [files] = [s for s in sources if isinstance(s, FileSet)]
-    assert files.location.source == "/srv/versatilehub/clientea/flow/workflows", "holds the instance config"
-    assert len(sources) == 2
+    copied = sorted(s.location.source for s in sources if isinstance(s, FileSet))
+    assert copied == [
+        "/srv/versatilehub/clientea/flow/files",  # what workflows write to disk
+        "/srv/versatilehub/clientea/flow/workflows",  # holds the instance config
+    ]
+    assert len(sources) == 3
 
 
 def test_a_version_change_waits_for_the_pre_update_backup(pre_update_calls: PreUpdateCalls) -> None:
