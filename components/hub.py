@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -81,20 +82,10 @@ FRAPPE_TMPFS = {
 # HOME is read-only: per-user caches (fontconfig for PDFs, the headless browser's profile) go to /tmp.
 FRAPPE_CACHE_ENV = {"XDG_CACHE_HOME": "/tmp/.cache", "XDG_CONFIG_HOME": "/tmp/.config"}
 
-# What frappe_docker's configurator writes, plus chromium_path (the image's headless Chromium, for PDFs).
-CONFIGURE = f"""\
-set -eu
-cd {BENCH_DIR}
-bench() {{ {shlex.join(BENCH)} "$@"; }}
-ls -1 apps > sites/apps.txt
-bench set-config -g db_host "$DB_HOST"
-bench set-config -gp db_port "$DB_PORT"
-bench set-config -g redis_cache "redis://$REDIS_CACHE"
-bench set-config -g redis_queue "redis://$REDIS_QUEUE"
-bench set-config -g redis_socketio "redis://$REDIS_QUEUE"
-bench set-config -gp socketio_port "$SOCKETIO_PORT"
-bench set-config -g chromium_path /usr/bin/chromium-headless-shell
-"""
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+# frappe_docker's configurator (compose.yaml) as one Python call of the image's interpreter, which also
+# works on an empty bind-mounted sites/ (scripts/hub_configure.py).
+CONFIGURE = (SCRIPTS / "hub_configure.py").read_text()
 
 # `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
 # the step's environment; the command line is built in memory (sys.argv), so neither appears on any
@@ -304,7 +295,7 @@ class Hub(pulumi.ComponentResource):
             role="configurator",
             image="erpnext",
             user=FRAPPE_UID,
-            entrypoint=["bash", "-c"],
+            entrypoint=[PYTHON, "-c"],
             command=[CONFIGURE],
             envs={
                 "DB_HOST": mariadb_host,
