@@ -427,6 +427,13 @@ class Hub(pulumi.ComponentResource):
         if not cfg.routed:
             # A container on internal networks only cannot publish its loopback port.
             frontend_networks.insert(0, Attach(d.shared_network))
+        # nginx resolves BACKEND and SOCKETIO once, at start (frappe_docker's nginx-template.conf: `upstream
+        # { server ${BACKEND}; }`, no resolver): their ids in a label make a replaced backend or websocket
+        # replace the frontend too (labels are ForceNew in the Docker provider).
+        frontend_labels: dict[str, pulumi.Input[str]] = {
+            **exposure.labels,
+            "io.versatilehub.hub.upstreams": pulumi.Output.concat(self.backend.id, ",", self.websocket.id),
+        }
         self.frontend = d.container(
             parent=self,
             service=SERVICE,
@@ -444,7 +451,7 @@ class Hub(pulumi.ComponentResource):
                 "/var/lib/nginx": "rw,noexec,nosuid,nodev,size=64m",
             },
             networks=frontend_networks,
-            labels=exposure.labels,
+            labels=frontend_labels,
             ports=exposure.ports,
             # nginx itself (any HTTP answer): Traefik drops unhealthy containers, and a slow backend should
             # show as a 502 from here, not make the hostname vanish.

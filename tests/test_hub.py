@@ -292,6 +292,15 @@ def test_frontend_reaches_its_peers_by_container_name(routed: harness.Plan) -> N
     }
 
 
+def test_a_replaced_backend_or_websocket_replaces_the_frontend(routed: harness.Plan) -> None:
+    """frappe_docker's nginx-template.conf resolves BACKEND and SOCKETIO once (`upstream` blocks, no
+    resolver): the frontend carries their container ids in a label, and labels are ForceNew upstream."""
+    frontend = hub_containers(routed)["frontend"]
+    backend_id, websocket_id = labels_of(frontend)["io.versatilehub.hub.upstreams"].split(",")
+    assert backend_id.startswith("hub-backend-") and websocket_id.startswith("hub-websocket-")
+    assert depends_on(routed, frontend, "hub-backend") and depends_on(routed, frontend, "hub-websocket")
+
+
 def test_client_addresses_come_from_traefik_on_web(routed: harness.Plan) -> None:
     # The subnet Docker gave the `web` network this stack created (the mock answers like Docker).
     assert env_of(hub_containers(routed)["frontend"])["UPSTREAM_REAL_IP_ADDRESS"] == harness._subnet("web")
