@@ -119,6 +119,7 @@ import sys
 import frappe
 from frappe.desk.page.setup_wizard.setup_wizard import setup_complete
 from frappe.geo.country_info import get_country_info
+from frappe.utils import now
 
 want = json.loads(os.environ["HUB_COMPANY"])
 frappe.init(want["site"])
@@ -142,6 +143,7 @@ try:
     if start > today:
         start = datetime.date(today.year - 1, month, day)
     end = datetime.date(start.year + 1, month, day) - datetime.timedelta(days=1)
+    started = now()
     result = setup_complete({
         "language": language,
         "lang": language,
@@ -157,6 +159,28 @@ try:
     if (result or {}).get("status") != "ok":
         sys.exit(f"ERPNext's setup wizard did not finish: {result}")
     frappe.db.commit()
+    # The wizard's stages swallow insert errors (make_records logs them and goes on): a status "ok" is no
+    # proof that the company or its fiscal year exist.
+    missing = [
+        what
+        for what, doctype, name in (
+            (f"the company {want['company']}", "Company", want["company"]),
+            (f"a fiscal year from {start}", "Fiscal Year", {"year_start_date": start.isoformat()}),
+        )
+        if not frappe.db.exists(doctype, name)
+    ]
+    if missing:
+        errors = frappe.get_all(
+            "Error Log",
+            filters={"creation": (">=", started)},
+            fields=["method", "error"],
+            order_by="creation desc",
+            limit=3,
+        )
+        for error in reversed(errors):
+            print(f"Error Log: {error.get('method')}", file=sys.stderr)
+            print("\\n".join((error.get("error") or "").splitlines()[-15:]), file=sys.stderr)
+        sys.exit(f"ERPNext's setup wizard finished without {' or '.join(missing)}; its errors are above")
     print(f"company {want['company']} ({want['abbr']}): {country}, {currency}, fiscal year from {start}")
 finally:
     frappe.destroy()

@@ -643,9 +643,19 @@ FAKE_FRAPPE = {
                 if doctype == "Country":
                     return STATE["countries"].get(name["code"])
                 return STATE["languages"].get(name)
-            def exists(self, doctype, name): return name in STATE["currencies"]
+            def exists(self, doctype, name):
+                if doctype == "Currency":
+                    return name in STATE["currencies"]
+                calls.append(["exists", doctype, name])
+                return STATE["exists"].get(doctype, False)
             def commit(self): calls.append(["commit"])
         db = _DB()
+        def get_all(doctype, filters=None, fields=None, order_by=None, limit=None):
+            calls.append(["get_all", doctype, filters])
+            return STATE["error_logs"]
+    """,
+    "frappe/utils/__init__.py": """\
+        def now(): return "2026-12-02 20:00:00.000000"
     """,
     "frappe/desk/page/setup_wizard/setup_wizard.py": """\
         import frappe
@@ -671,6 +681,8 @@ def company_setup(tmp_path: Path) -> Callable[..., tuple[int, list[Any], str]]:
             "countries": {"mx": "Mexico"},
             "languages": {"es-MX": "Español (México)"},
             "currencies": ["MXN", "USD"],
+            "exists": {"Company": True, "Fiscal Year": True},
+            "error_logs": [],
             **state,
         }
         out = tmp_path / "calls.json"
@@ -753,6 +765,28 @@ def test_company_setup_fails_loudly(
     code, calls, stderr = company_setup({**company_of(clienteb), **change}, **state)
     assert code != 0 and message in stderr
     assert calls[-1] == ["destroy"], "the site connection is closed on every path"
+
+
+@pytest.mark.parametrize("absent", ["Company", "Fiscal Year"])
+def test_a_wizard_that_reports_ok_without_the_company_fails_with_its_error(
+    company_setup: Any, clienteb: harness.Plan, absent: str
+) -> None:
+    """ERPNext's setup stages swallow insert errors (frappe's make_records): status "ok", no Company."""
+    traceback = "Traceback (most recent call last):\n  ...\nfrappe.exceptions.ValidationError: bad chart"
+    code, calls, stderr = company_setup(
+        company_of(clienteb),
+        exists={"Company": absent != "Company", "Fiscal Year": absent != "Fiscal Year"},
+        error_logs=[{"method": "Exception during Setup", "error": traceback}],
+    )
+    assert code != 0 and "finished without" in stderr and "ValidationError: bad chart" in stderr
+    assert ["exists", "Company", "Cliente B Corp"] in calls
+    [fiscal_year] = [c[2] for c in calls if c[:2] == ["exists", "Fiscal Year"]]
+    start = next(c[1]["fy_start_date"] for c in calls if c[0] == "setup_complete")
+    assert fiscal_year == {"year_start_date": start}
+    assert [c for c in calls if c[0] == "get_all"] == [
+        ["get_all", "Error Log", {"creation": [">=", "2026-12-02 20:00:00.000000"]}]
+    ]
+    assert calls[-1] == ["destroy"]
 
 
 def test_company_setup_enables_the_scheduler_and_runs_after_the_site(routed: harness.Plan) -> None:
