@@ -22,8 +22,8 @@ Host steps, through pulumi-command on the Docker host (each idempotent, each tri
 - ``hub-company``: ERPNext's setup wizard, run with the stack's company, country, currency, time zone and
   language, so the client gets a working ERPNext rather than a wizard; then the scheduler is switched on;
 - ``hub-url``: the site's public URL (``host_name``), which links in mail and background jobs use;
-- ``hub-migrate``: ``bench --site all migrate``, once per erpnext image reference, after the pre-update
-  backup and the containers running that image.
+- ``hub-migrate``: ``bench migrate`` in maintenance mode with the scheduler paused, once per erpnext image
+  reference, after the pre-update backup and the containers running that image.
 
 Frappe commands run as ``bench`` itself would run them after dispatching (BENCH), so every Frappe container
 keeps a read-only root: the bench CLI rewrites a command cache in the bench directory on each call.
@@ -86,6 +86,8 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 # frappe_docker's configurator (compose.yaml) as one Python call of the image's interpreter, which also
 # works on an empty bind-mounted sites/ (scripts/hub_configure.py).
 CONFIGURE = (SCRIPTS / "hub_configure.py").read_text()
+# Shell functions for the host steps: `frappe_run WHAT COMMAND...` shows Frappe's last lines on failure.
+STEP_HELPERS = (SCRIPTS / "hub_step.sh").read_text()
 
 # `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
 # the step's environment; the command line is built in memory (sys.argv), so neither appears on any
@@ -488,7 +490,8 @@ class Hub(pulumi.ComponentResource):
         site_env = {"SITE_NAME": site}
         new_site = d.run(
             f"{name}-site",
-            f"""\
+            STEP_HELPERS
+            + f"""\
 backend={shlex.quote(backend)}
 if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
   apps=$({bench_in_backend} --site "$SITE_NAME" list-apps 2>/dev/null || true)
@@ -500,7 +503,8 @@ if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
   echo "bench drop-site if it holds nothing, then run pulumi up again." >&2
   exit 1
 fi
-docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$backend" {PYTHON} - <<'PY'
+frappe_run "bench new-site $SITE_NAME" \\
+  docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$backend" {PYTHON} - <<'PY'
 {NEW_SITE}PY
 """,
             parent=self,
@@ -524,11 +528,13 @@ docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$b
         }
         company_setup = d.run(
             f"{name}-company",
-            f"""\
-docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
+            STEP_HELPERS
+            + f"""\
+frappe_run "ERPNext's setup wizard" \\
+  docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
 {COMPANY}PY
-{bench_in_backend} --site "$SITE_NAME" enable-scheduler
-{bench_in_backend} --site "$SITE_NAME" scheduler resume
+frappe_run enable-scheduler {bench_in_backend} --site "$SITE_NAME" enable-scheduler
+frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler resume
 """,
             parent=self,
             env={**site_env, "HUB_COMPANY": json.dumps(company, sort_keys=True)},
@@ -548,8 +554,28 @@ docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY
 
         self.migrate = d.run(
             f"{name}-migrate",
-            f"{bench_in_backend} --site all migrate\n",
+            STEP_HELPERS
+            + f"""\
+# Maintenance mode (web requests get 503) and a paused scheduler while the schema changes, undone on
+# success and on failure (frappe/commands/scheduler.py: set-maintenance-mode, scheduler pause|resume).
+status=0
+frappe_run "set-maintenance-mode on" {bench_in_backend} --site "$SITE_NAME" set-maintenance-mode on || status=$?
+if [ "$status" -eq 0 ]; then
+  frappe_run "scheduler pause" {bench_in_backend} --site "$SITE_NAME" scheduler pause || status=$?
+fi
+if [ "$status" -eq 0 ]; then
+  frappe_run "bench migrate" {bench_in_backend} --site "$SITE_NAME" migrate || status=$?
+fi
+undone=0
+frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler resume || undone=$?
+frappe_run "set-maintenance-mode off" {bench_in_backend} --site "$SITE_NAME" set-maintenance-mode off || undone=$?
+if [ "$status" -eq 0 ]; then
+  status=$undone
+fi
+exit "$status"
+""",
             parent=self,
+            env=site_env,
             # Exactly once per ERPNext image: a version change replaces this step (and runs it) after the
             # pre-update backup and the new containers; an unchanged version never runs it again.
             triggers=[erpnext_ref],

@@ -441,7 +441,8 @@ def fake_docker(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
     """run(script, **env) -> the script run by bash with a recording `docker` first on PATH.
 
     The fake answers `exec ... test -f` from FAKE_SITE_EXISTS, `list-apps` with FAKE_APPS, `wait` with
-    FAKE_EXIT, and logs every call (argv, stdin when -i, the secrets it could see in its environment).
+    FAKE_EXIT, fails (status 3, a traceback echoing DB_ROOT_PASSWORD) a call whose argv holds FAKE_FAIL,
+    and logs every call (argv, stdin when -i, the secrets it could see in its environment).
     """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -459,6 +460,12 @@ def fake_docker(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
             }
             with open(os.environ["FAKE_LOG"], "a") as log:
                 log.write(json.dumps(call) + "\\n")
+            if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in " ".join(args):
+                print("Installing frappe...")
+                print("Traceback (most recent call last):", file=sys.stderr)
+                secret = os.environ.get("DB_ROOT_PASSWORD", "")
+                print(f"pymysql.err.OperationalError: (1045, 'denied for {secret}')", file=sys.stderr)
+                sys.exit(3)
             if args[0] == "wait":
                 print(os.environ.get("FAKE_EXIT", "0"))
             elif args[0] == "exec" and "test" in args:
@@ -793,10 +800,10 @@ def test_company_setup_enables_the_scheduler_and_runs_after_the_site(routed: har
     company = step(routed, "hub-company")
     assert depends_on(routed, company, "hub-site")
     assert company.inputs["triggers"] == ["hub.clientea.com"]
-    lines = company.inputs["create"].splitlines()
+    script = company.inputs["create"]
     bench = "docker exec clientea-hub-backend " + " ".join(BENCH)
-    assert f'{bench} --site "$SITE_NAME" enable-scheduler' in lines
-    assert f'{bench} --site "$SITE_NAME" scheduler resume' in lines
+    assert f'{bench} --site "$SITE_NAME" enable-scheduler\n' in script
+    assert f'{bench} --site "$SITE_NAME" scheduler resume\n' in script
     assert not harness.contains_secret(company.inputs["environment"]), "no secret: its output may be shown"
     assert company.inputs["logging"] == "stdoutAndStderr"
 
@@ -828,8 +835,70 @@ def test_company_url_and_migrate_steps_run_what_they_say(routed: harness.Plan, f
         [*bench, "--site", "hub.clientea.com", "set-config", "host_name", "https://hub.clientea.com"]
     ]
 
-    ran = fake_docker(step(routed, "hub-migrate").inputs["create"])
-    assert ran.returncode == 0 and [c["argv"] for c in ran.calls] == [[*bench, "--site", "all", "migrate"]]
+    migrate = step(routed, "hub-migrate")
+    ran = fake_docker(migrate.inputs["create"], **migrate.inputs["environment"])
+    assert ran.returncode == 0, ran.stderr
+    assert [c["argv"][len(bench) + 2 :] for c in ran.calls] == MIGRATION
+    assert all(c["argv"][: len(bench) + 2] == [*bench, "--site", "hub.clientea.com"] for c in ran.calls)
+
+
+# frappe/commands/scheduler.py: set-maintenance-mode on|off, scheduler pause|resume (pause_scheduler).
+MIGRATION = [
+    ["set-maintenance-mode", "on"],
+    ["scheduler", "pause"],
+    ["migrate"],
+    ["scheduler", "resume"],
+    ["set-maintenance-mode", "off"],
+]
+
+
+@pytest.mark.parametrize(
+    ("failing", "ran_before_undo"),
+    [("migrate", 3), ("scheduler pause", 2), ("set-maintenance-mode on", 1)],
+)
+def test_a_failed_migration_leaves_neither_maintenance_mode_nor_a_paused_scheduler(
+    routed: harness.Plan, fake_docker: Any, failing: str, ran_before_undo: int
+) -> None:
+    migrate = step(routed, "hub-migrate")
+    ran = fake_docker(migrate.inputs["create"], FAKE_FAIL=failing, **migrate.inputs["environment"])
+    assert ran.returncode == 3, "the failure's own status"
+    bench = len(BENCH) + 4
+    assert [c["argv"][bench:] for c in ran.calls] == [*MIGRATION[:ran_before_undo], *MIGRATION[3:]]
+    assert f"{failing} failed (exit status 3)" in ran.stderr and "OperationalError" in ran.stderr
+
+
+def test_a_failed_undo_fails_the_migration(routed: harness.Plan, fake_docker: Any) -> None:
+    migrate = step(routed, "hub-migrate")
+    ran = fake_docker(migrate.inputs["create"], FAKE_FAIL="scheduler resume", **migrate.inputs["environment"])
+    assert ran.returncode == 3 and [c["argv"][len(BENCH) + 4 :] for c in ran.calls] == MIGRATION
+
+
+def test_failed_steps_end_with_frappes_last_lines_and_no_secret(routed: harness.Plan, fake_docker: Any) -> None:
+    site = step(routed, "hub-site")
+    ran = fake_docker(
+        site.inputs["create"],
+        FAKE_FAIL="DB_ROOT_PASSWORD",
+        SITE_NAME="hub.clientea.com",
+        DB_ROOT_PASSWORD="r00tSecret",
+        ADMIN_PASSWORD="adm1nSecret",
+    )
+    assert ran.returncode == 3
+    assert "bench new-site hub.clientea.com failed (exit status 3)" in ran.stderr
+    assert "OperationalError: (1045, 'denied for [secret]')" in ran.stderr
+    assert "r00tSecret" not in ran.stderr + ran.stdout
+    company = step(routed, "hub-company")
+    ran = fake_docker(company.inputs["create"], FAKE_FAIL="HUB_COMPANY", **company.inputs["environment"])
+    assert ran.returncode == 3 and "ERPNext's setup wizard failed (exit status 3)" in ran.stderr
+    assert "Traceback" in ran.stderr and len(ran.calls) == 1, "nothing runs after a failed wizard"
+
+
+@pytest.mark.parametrize("name", ["hub-configured", "hub-site", "hub-company", "hub-url", "hub-migrate"])
+def test_step_scripts_are_shellcheck_clean(routed: harness.Plan, name: str) -> None:
+    script = step(routed, name).inputs["create"]
+    checked = subprocess.run(
+        ["shellcheck", "-s", "bash", "-"], input=script, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout
 
 
 def test_public_url_is_the_sites_host_name(plan: PlanFn) -> None:
