@@ -558,17 +558,19 @@ frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler r
             + f"""\
 # Maintenance mode (web requests get 503) and a paused scheduler while the schema changes, undone on
 # success and on failure (frappe/commands/scheduler.py: set-maintenance-mode, scheduler pause|resume).
+# shellcheck disable=SC2317  # called through frappe_run
+site_bench() {{ {bench_in_backend} --site "$SITE_NAME" "$@"; }}
 status=0
-frappe_run "set-maintenance-mode on" {bench_in_backend} --site "$SITE_NAME" set-maintenance-mode on || status=$?
+frappe_run "set-maintenance-mode on" site_bench set-maintenance-mode on || status=$?
 if [ "$status" -eq 0 ]; then
-  frappe_run "scheduler pause" {bench_in_backend} --site "$SITE_NAME" scheduler pause || status=$?
+  frappe_run "scheduler pause" site_bench scheduler pause || status=$?
 fi
 if [ "$status" -eq 0 ]; then
-  frappe_run "bench migrate" {bench_in_backend} --site "$SITE_NAME" migrate || status=$?
+  frappe_run "bench migrate" site_bench migrate || status=$?
 fi
 undone=0
-frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler resume || undone=$?
-frappe_run "set-maintenance-mode off" {bench_in_backend} --site "$SITE_NAME" set-maintenance-mode off || undone=$?
+frappe_run "scheduler resume" site_bench scheduler resume || undone=$?
+frappe_run "set-maintenance-mode off" site_bench set-maintenance-mode off || undone=$?
 if [ "$status" -eq 0 ]; then
   status=$undone
 fi

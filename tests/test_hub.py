@@ -873,7 +873,9 @@ def test_a_failed_undo_fails_the_migration(routed: harness.Plan, fake_docker: An
     assert ran.returncode == 3 and [c["argv"][len(BENCH) + 4 :] for c in ran.calls] == MIGRATION
 
 
-def test_failed_steps_end_with_frappes_last_lines_and_no_secret(routed: harness.Plan, fake_docker: Any) -> None:
+def test_failed_steps_end_with_frappes_last_lines_and_no_secret(
+    routed: harness.Plan, fake_docker: Any
+) -> None:
     site = step(routed, "hub-site")
     ran = fake_docker(
         site.inputs["create"],
