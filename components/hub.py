@@ -22,8 +22,8 @@ Host steps, through pulumi-command on the Docker host (each idempotent, each tri
 - ``hub-company``: ERPNext's setup wizard, run with the stack's company, country, currency, time zone and
   language, so the client gets a working ERPNext rather than a wizard; then the scheduler is switched on;
 - ``hub-url``: the site's public URL (``host_name``), which links in mail and background jobs use;
-- ``hub-migrate``: ``bench --site all migrate``, once per erpnext image reference, after the pre-update
-  backup and the containers running that image.
+- ``hub-migrate``: ``bench migrate`` in maintenance mode with the scheduler paused, once per erpnext image
+  reference, after the pre-update backup and the containers running that image.
 
 Frappe commands run as ``bench`` itself would run them after dispatching (BENCH), so every Frappe container
 keeps a read-only root: the bench CLI rewrites a command cache in the bench directory on each call.
@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -81,20 +82,12 @@ FRAPPE_TMPFS = {
 # HOME is read-only: per-user caches (fontconfig for PDFs, the headless browser's profile) go to /tmp.
 FRAPPE_CACHE_ENV = {"XDG_CACHE_HOME": "/tmp/.cache", "XDG_CONFIG_HOME": "/tmp/.config"}
 
-# What frappe_docker's configurator writes, plus chromium_path (the image's headless Chromium, for PDFs).
-CONFIGURE = f"""\
-set -eu
-cd {BENCH_DIR}
-bench() {{ {shlex.join(BENCH)} "$@"; }}
-ls -1 apps > sites/apps.txt
-bench set-config -g db_host "$DB_HOST"
-bench set-config -gp db_port "$DB_PORT"
-bench set-config -g redis_cache "redis://$REDIS_CACHE"
-bench set-config -g redis_queue "redis://$REDIS_QUEUE"
-bench set-config -g redis_socketio "redis://$REDIS_QUEUE"
-bench set-config -gp socketio_port "$SOCKETIO_PORT"
-bench set-config -g chromium_path /usr/bin/chromium-headless-shell
-"""
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+# frappe_docker's configurator (compose.yaml) as one Python call of the image's interpreter, which also
+# works on an empty bind-mounted sites/ (scripts/hub_configure.py).
+CONFIGURE = (SCRIPTS / "hub_configure.py").read_text()
+# Shell functions for the host steps: `frappe_run WHAT COMMAND...` shows Frappe's last lines on failure.
+STEP_HELPERS = (SCRIPTS / "hub_step.sh").read_text()
 
 # `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
 # the step's environment; the command line is built in memory (sys.argv), so neither appears on any
@@ -128,6 +121,7 @@ import sys
 import frappe
 from frappe.desk.page.setup_wizard.setup_wizard import setup_complete
 from frappe.geo.country_info import get_country_info
+from frappe.utils import now
 
 want = json.loads(os.environ["HUB_COMPANY"])
 frappe.init(want["site"])
@@ -151,6 +145,7 @@ try:
     if start > today:
         start = datetime.date(today.year - 1, month, day)
     end = datetime.date(start.year + 1, month, day) - datetime.timedelta(days=1)
+    started = now()
     result = setup_complete({
         "language": language,
         "lang": language,
@@ -166,6 +161,28 @@ try:
     if (result or {}).get("status") != "ok":
         sys.exit(f"ERPNext's setup wizard did not finish: {result}")
     frappe.db.commit()
+    # The wizard's stages swallow insert errors (make_records logs them and goes on): a status "ok" is no
+    # proof that the company or its fiscal year exist.
+    missing = [
+        what
+        for what, doctype, name in (
+            (f"the company {want['company']}", "Company", want["company"]),
+            (f"a fiscal year from {start}", "Fiscal Year", {"year_start_date": start.isoformat()}),
+        )
+        if not frappe.db.exists(doctype, name)
+    ]
+    if missing:
+        errors = frappe.get_all(
+            "Error Log",
+            filters={"creation": (">=", started)},
+            fields=["method", "error"],
+            order_by="creation desc",
+            limit=3,
+        )
+        for error in reversed(errors):
+            print(f"Error Log: {error.get('method')}", file=sys.stderr)
+            print("\\n".join((error.get("error") or "").splitlines()[-15:]), file=sys.stderr)
+        sys.exit(f"ERPNext's setup wizard finished without {' or '.join(missing)}; its errors are above")
     print(f"company {want['company']} ({want['abbr']}): {country}, {currency}, fiscal year from {start}")
 finally:
     frappe.destroy()
@@ -304,7 +321,7 @@ class Hub(pulumi.ComponentResource):
             role="configurator",
             image="erpnext",
             user=FRAPPE_UID,
-            entrypoint=["bash", "-c"],
+            entrypoint=[PYTHON, "-c"],
             command=[CONFIGURE],
             envs={
                 "DB_HOST": mariadb_host,
@@ -436,6 +453,13 @@ class Hub(pulumi.ComponentResource):
         if not cfg.routed:
             # A container on internal networks only cannot publish its loopback port.
             frontend_networks.insert(0, Attach(d.shared_network))
+        # nginx resolves BACKEND and SOCKETIO once, at start (frappe_docker's nginx-template.conf: `upstream
+        # { server ${BACKEND}; }`, no resolver): their ids in a label make a replaced backend or websocket
+        # replace the frontend too (labels are ForceNew in the Docker provider).
+        frontend_labels: dict[str, pulumi.Input[str]] = {
+            **exposure.labels,
+            "io.versatilehub.hub.upstreams": pulumi.Output.concat(self.backend.id, ",", self.websocket.id),
+        }
         self.frontend = d.container(
             parent=self,
             service=SERVICE,
@@ -453,7 +477,7 @@ class Hub(pulumi.ComponentResource):
                 "/var/lib/nginx": "rw,noexec,nosuid,nodev,size=64m",
             },
             networks=frontend_networks,
-            labels=exposure.labels,
+            labels=frontend_labels,
             ports=exposure.ports,
             # nginx itself (any HTTP answer): Traefik drops unhealthy containers, and a slow backend should
             # show as a 502 from here, not make the hostname vanish.
@@ -466,7 +490,8 @@ class Hub(pulumi.ComponentResource):
         site_env = {"SITE_NAME": site}
         new_site = d.run(
             f"{name}-site",
-            f"""\
+            STEP_HELPERS
+            + f"""\
 backend={shlex.quote(backend)}
 if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
   apps=$({bench_in_backend} --site "$SITE_NAME" list-apps 2>/dev/null || true)
@@ -478,7 +503,8 @@ if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
   echo "bench drop-site if it holds nothing, then run pulumi up again." >&2
   exit 1
 fi
-docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$backend" {PYTHON} - <<'PY'
+frappe_run "bench new-site $SITE_NAME" \\
+  docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$backend" {PYTHON} - <<'PY'
 {NEW_SITE}PY
 """,
             parent=self,
@@ -502,11 +528,13 @@ docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$b
         }
         company_setup = d.run(
             f"{name}-company",
-            f"""\
-docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
+            STEP_HELPERS
+            + f"""\
+frappe_run "ERPNext's setup wizard" \\
+  docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
 {COMPANY}PY
-{bench_in_backend} --site "$SITE_NAME" enable-scheduler
-{bench_in_backend} --site "$SITE_NAME" scheduler resume
+frappe_run enable-scheduler {bench_in_backend} --site "$SITE_NAME" enable-scheduler
+frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler resume
 """,
             parent=self,
             env={**site_env, "HUB_COMPANY": json.dumps(company, sort_keys=True)},
@@ -526,8 +554,30 @@ docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY
 
         self.migrate = d.run(
             f"{name}-migrate",
-            f"{bench_in_backend} --site all migrate\n",
+            STEP_HELPERS
+            + f"""\
+# Maintenance mode (web requests get 503) and a paused scheduler while the schema changes, undone on
+# success and on failure (frappe/commands/scheduler.py: set-maintenance-mode, scheduler pause|resume).
+# shellcheck disable=SC2317  # called through frappe_run
+site_bench() {{ {bench_in_backend} --site "$SITE_NAME" "$@"; }}
+status=0
+frappe_run "set-maintenance-mode on" site_bench set-maintenance-mode on || status=$?
+if [ "$status" -eq 0 ]; then
+  frappe_run "scheduler pause" site_bench scheduler pause || status=$?
+fi
+if [ "$status" -eq 0 ]; then
+  frappe_run "bench migrate" site_bench migrate || status=$?
+fi
+undone=0
+frappe_run "scheduler resume" site_bench scheduler resume || undone=$?
+frappe_run "set-maintenance-mode off" site_bench set-maintenance-mode off || undone=$?
+if [ "$status" -eq 0 ]; then
+  status=$undone
+fi
+exit "$status"
+""",
             parent=self,
+            env=site_env,
             # Exactly once per ERPNext image: a version change replaces this step (and runs it) after the
             # pre-update backup and the new containers; an unchanged version never runs it again.
             triggers=[erpnext_ref],

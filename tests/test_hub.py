@@ -67,7 +67,7 @@ FRAPPE_MOUNTS = {hub.SITES: f"{DATA}/sites", f"{hub.BENCH_DIR}/logs": f"{DATA}/l
 EXPECTED: dict[str, dict[str, Any]] = {
     "configurator": {
         "image": ERPNEXT,
-        "entrypoints": ["bash", "-c"],
+        "entrypoints": [hub.PYTHON, "-c"],
         "command": [hub.CONFIGURE],
         "healthcheck": None,
         "mounts": FRAPPE_MOUNTS,
@@ -292,6 +292,15 @@ def test_frontend_reaches_its_peers_by_container_name(routed: harness.Plan) -> N
     }
 
 
+def test_a_replaced_backend_or_websocket_replaces_the_frontend(routed: harness.Plan) -> None:
+    """frappe_docker's nginx-template.conf resolves BACKEND and SOCKETIO once (`upstream` blocks, no
+    resolver): the frontend carries their container ids in a label, and labels are ForceNew upstream."""
+    frontend = hub_containers(routed)["frontend"]
+    backend_id, websocket_id = labels_of(frontend)["io.versatilehub.hub.upstreams"].split(",")
+    assert backend_id.startswith("hub-backend-") and websocket_id.startswith("hub-websocket-")
+    assert depends_on(routed, frontend, "hub-backend") and depends_on(routed, frontend, "hub-websocket")
+
+
 def test_client_addresses_come_from_traefik_on_web(routed: harness.Plan) -> None:
     # The subnet Docker gave the `web` network this stack created (the mock answers like Docker).
     assert env_of(hub_containers(routed)["frontend"])["UPSTREAM_REAL_IP_ADDRESS"] == harness._subnet("web")
@@ -375,17 +384,7 @@ def test_a_real_mariadb_server_takes_the_flags() -> None:
 def test_configurator_is_a_one_shot_container_whose_exit_status_gates_the_rest(routed: harness.Plan) -> None:
     configurator = hub_containers(routed)["configurator"]
     assert (configurator.inputs["restart"], configurator.inputs["mustRun"]) == ("no", False)
-    script = configurator.inputs["command"][0]
-    for line in (
-        "ls -1 apps > sites/apps.txt",
-        'bench set-config -g db_host "$DB_HOST"',
-        'bench set-config -gp db_port "$DB_PORT"',
-        'bench set-config -g redis_cache "redis://$REDIS_CACHE"',
-        'bench set-config -g redis_queue "redis://$REDIS_QUEUE"',
-        'bench set-config -g redis_socketio "redis://$REDIS_QUEUE"',
-        'bench set-config -gp socketio_port "$SOCKETIO_PORT"',
-    ):
-        assert line in script.splitlines(), line
+    assert configurator.inputs["entrypoints"] == [hub.PYTHON, "-c"]
     configured = step(routed, "hub-configured")
     assert depends_on(routed, configured, "hub-configurator")
     assert "docker wait" in configured.inputs["create"]
@@ -394,12 +393,56 @@ def test_configurator_is_a_one_shot_container_whose_exit_status_gates_the_rest(r
     assert trigger.startswith("hub-configurator-")
 
 
+def run_configurator(bench: Path, routed: harness.Plan) -> subprocess.CompletedProcess[str]:
+    """The configurator's program as its container runs it (`python -c`, its env) against `bench`."""
+    configurator = hub_containers(routed)["configurator"]
+    return subprocess.run(
+        [sys.executable, "-c", *configurator.inputs["command"]],
+        env={**env_of(configurator), "BENCH_DIR": str(bench)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_configurator_fills_an_empty_bind_mounted_sites(routed: harness.Plan, tmp_path: Path) -> None:
+    """A bind-mounted sites/ starts empty: no `{}` common_site_config.json, no apps.txt (the image's
+    Containerfile writes both; `bench set-config -g` fails on the missing file)."""
+    for app in ("erpnext", "frappe"):
+        (tmp_path / "apps" / app).mkdir(parents=True)
+    (tmp_path / "sites").mkdir()
+    ran = run_configurator(tmp_path, routed)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads((tmp_path / "sites" / "common_site_config.json").read_text()) == {
+        "db_host": "clientea-hub-mariadb",
+        "db_port": 3306,
+        "redis_cache": "redis://clientea-hub-redis-cache:6379",
+        "redis_queue": "redis://clientea-hub-redis-queue:6379",
+        "redis_socketio": "redis://clientea-hub-redis-queue:6379",
+        "socketio_port": 9000,
+        "chromium_path": "/usr/bin/chromium-headless-shell",
+    }
+    assert (tmp_path / "sites" / "apps.txt").read_text() == "frappe\nerpnext\n"
+
+
+def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path: Path) -> None:
+    (tmp_path / "apps" / "frappe").mkdir(parents=True)
+    (tmp_path / "sites").mkdir()
+    config = tmp_path / "sites" / "common_site_config.json"
+    config.write_text(json.dumps({"db_host": "old", "mail_server": "smtp.example.com"}))
+    assert run_configurator(tmp_path, routed).returncode == 0
+    written = json.loads(config.read_text())
+    assert written["mail_server"] == "smtp.example.com" and written["db_host"] == "clientea-hub-mariadb"
+    assert sorted(p.name for p in config.parent.iterdir()) == ["apps.txt", "common_site_config.json"]
+
+
 @pytest.fixture
 def fake_docker(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """run(script, **env) -> the script run by bash with a recording `docker` first on PATH.
 
     The fake answers `exec ... test -f` from FAKE_SITE_EXISTS, `list-apps` with FAKE_APPS, `wait` with
-    FAKE_EXIT, and logs every call (argv, stdin when -i, the secrets it could see in its environment).
+    FAKE_EXIT, fails (status 3, a traceback echoing DB_ROOT_PASSWORD) a call whose argv holds FAKE_FAIL,
+    and logs every call (argv, stdin when -i, the secrets it could see in its environment).
     """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -417,6 +460,12 @@ def fake_docker(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
             }
             with open(os.environ["FAKE_LOG"], "a") as log:
                 log.write(json.dumps(call) + "\\n")
+            if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in " ".join(args):
+                print("Installing frappe...")
+                print("Traceback (most recent call last):", file=sys.stderr)
+                secret = os.environ.get("DB_ROOT_PASSWORD", "")
+                print(f"pymysql.err.OperationalError: (1045, 'denied for {secret}')", file=sys.stderr)
+                sys.exit(3)
             if args[0] == "wait":
                 print(os.environ.get("FAKE_EXIT", "0"))
             elif args[0] == "exec" and "test" in args:
@@ -601,9 +650,19 @@ FAKE_FRAPPE = {
                 if doctype == "Country":
                     return STATE["countries"].get(name["code"])
                 return STATE["languages"].get(name)
-            def exists(self, doctype, name): return name in STATE["currencies"]
+            def exists(self, doctype, name):
+                if doctype == "Currency":
+                    return name in STATE["currencies"]
+                calls.append(["exists", doctype, name])
+                return STATE["exists"].get(doctype, False)
             def commit(self): calls.append(["commit"])
         db = _DB()
+        def get_all(doctype, filters=None, fields=None, order_by=None, limit=None):
+            calls.append(["get_all", doctype, filters])
+            return STATE["error_logs"]
+    """,
+    "frappe/utils/__init__.py": """\
+        def now(): return "2026-12-02 20:00:00.000000"
     """,
     "frappe/desk/page/setup_wizard/setup_wizard.py": """\
         import frappe
@@ -629,6 +688,8 @@ def company_setup(tmp_path: Path) -> Callable[..., tuple[int, list[Any], str]]:
             "countries": {"mx": "Mexico"},
             "languages": {"es-MX": "Español (México)"},
             "currencies": ["MXN", "USD"],
+            "exists": {"Company": True, "Fiscal Year": True},
+            "error_logs": [],
             **state,
         }
         out = tmp_path / "calls.json"
@@ -713,14 +774,36 @@ def test_company_setup_fails_loudly(
     assert calls[-1] == ["destroy"], "the site connection is closed on every path"
 
 
+@pytest.mark.parametrize("absent", ["Company", "Fiscal Year"])
+def test_a_wizard_that_reports_ok_without_the_company_fails_with_its_error(
+    company_setup: Any, clienteb: harness.Plan, absent: str
+) -> None:
+    """ERPNext's setup stages swallow insert errors (frappe's make_records): status "ok", no Company."""
+    traceback = "Traceback (most recent call last):\n  ...\nfrappe.exceptions.ValidationError: bad chart"
+    code, calls, stderr = company_setup(
+        company_of(clienteb),
+        exists={"Company": absent != "Company", "Fiscal Year": absent != "Fiscal Year"},
+        error_logs=[{"method": "Exception during Setup", "error": traceback}],
+    )
+    assert code != 0 and "finished without" in stderr and "ValidationError: bad chart" in stderr
+    assert ["exists", "Company", "Cliente B Corp"] in calls
+    [fiscal_year] = [c[2] for c in calls if c[:2] == ["exists", "Fiscal Year"]]
+    start = next(c[1]["fy_start_date"] for c in calls if c[0] == "setup_complete")
+    assert fiscal_year == {"year_start_date": start}
+    assert [c for c in calls if c[0] == "get_all"] == [
+        ["get_all", "Error Log", {"creation": [">=", "2026-12-02 20:00:00.000000"]}]
+    ]
+    assert calls[-1] == ["destroy"]
+
+
 def test_company_setup_enables_the_scheduler_and_runs_after_the_site(routed: harness.Plan) -> None:
     company = step(routed, "hub-company")
     assert depends_on(routed, company, "hub-site")
     assert company.inputs["triggers"] == ["hub.clientea.com"]
-    lines = company.inputs["create"].splitlines()
+    script = company.inputs["create"]
     bench = "docker exec clientea-hub-backend " + " ".join(BENCH)
-    assert f'{bench} --site "$SITE_NAME" enable-scheduler' in lines
-    assert f'{bench} --site "$SITE_NAME" scheduler resume' in lines
+    assert f'{bench} --site "$SITE_NAME" enable-scheduler\n' in script
+    assert f'{bench} --site "$SITE_NAME" scheduler resume\n' in script
     assert not harness.contains_secret(company.inputs["environment"]), "no secret: its output may be shown"
     assert company.inputs["logging"] == "stdoutAndStderr"
 
@@ -752,8 +835,72 @@ def test_company_url_and_migrate_steps_run_what_they_say(routed: harness.Plan, f
         [*bench, "--site", "hub.clientea.com", "set-config", "host_name", "https://hub.clientea.com"]
     ]
 
-    ran = fake_docker(step(routed, "hub-migrate").inputs["create"])
-    assert ran.returncode == 0 and [c["argv"] for c in ran.calls] == [[*bench, "--site", "all", "migrate"]]
+    migrate = step(routed, "hub-migrate")
+    ran = fake_docker(migrate.inputs["create"], **migrate.inputs["environment"])
+    assert ran.returncode == 0, ran.stderr
+    assert [c["argv"][len(bench) + 2 :] for c in ran.calls] == MIGRATION
+    assert all(c["argv"][: len(bench) + 2] == [*bench, "--site", "hub.clientea.com"] for c in ran.calls)
+
+
+# frappe/commands/scheduler.py: set-maintenance-mode on|off, scheduler pause|resume (pause_scheduler).
+MIGRATION = [
+    ["set-maintenance-mode", "on"],
+    ["scheduler", "pause"],
+    ["migrate"],
+    ["scheduler", "resume"],
+    ["set-maintenance-mode", "off"],
+]
+
+
+@pytest.mark.parametrize(
+    ("failing", "ran_before_undo"),
+    [("migrate", 3), ("scheduler pause", 2), ("set-maintenance-mode on", 1)],
+)
+def test_a_failed_migration_leaves_neither_maintenance_mode_nor_a_paused_scheduler(
+    routed: harness.Plan, fake_docker: Any, failing: str, ran_before_undo: int
+) -> None:
+    migrate = step(routed, "hub-migrate")
+    ran = fake_docker(migrate.inputs["create"], FAKE_FAIL=failing, **migrate.inputs["environment"])
+    assert ran.returncode == 3, "the failure's own status"
+    bench = len(BENCH) + 4
+    assert [c["argv"][bench:] for c in ran.calls] == [*MIGRATION[:ran_before_undo], *MIGRATION[3:]]
+    assert f"{failing} failed (exit status 3)" in ran.stderr and "OperationalError" in ran.stderr
+
+
+def test_a_failed_undo_fails_the_migration(routed: harness.Plan, fake_docker: Any) -> None:
+    migrate = step(routed, "hub-migrate")
+    ran = fake_docker(migrate.inputs["create"], FAKE_FAIL="scheduler resume", **migrate.inputs["environment"])
+    assert ran.returncode == 3 and [c["argv"][len(BENCH) + 4 :] for c in ran.calls] == MIGRATION
+
+
+def test_failed_steps_end_with_frappes_last_lines_and_no_secret(
+    routed: harness.Plan, fake_docker: Any
+) -> None:
+    site = step(routed, "hub-site")
+    ran = fake_docker(
+        site.inputs["create"],
+        FAKE_FAIL="DB_ROOT_PASSWORD",
+        SITE_NAME="hub.clientea.com",
+        DB_ROOT_PASSWORD="r00tSecret",
+        ADMIN_PASSWORD="adm1nSecret",
+    )
+    assert ran.returncode == 3
+    assert "bench new-site hub.clientea.com failed (exit status 3)" in ran.stderr
+    assert "OperationalError: (1045, 'denied for [secret]')" in ran.stderr
+    assert "r00tSecret" not in ran.stderr + ran.stdout
+    company = step(routed, "hub-company")
+    ran = fake_docker(company.inputs["create"], FAKE_FAIL="HUB_COMPANY", **company.inputs["environment"])
+    assert ran.returncode == 3 and "ERPNext's setup wizard failed (exit status 3)" in ran.stderr
+    assert "Traceback" in ran.stderr and len(ran.calls) == 1, "nothing runs after a failed wizard"
+
+
+@pytest.mark.parametrize("name", ["hub-configured", "hub-site", "hub-company", "hub-url", "hub-migrate"])
+def test_step_scripts_are_shellcheck_clean(routed: harness.Plan, name: str) -> None:
+    script = step(routed, name).inputs["create"]
+    checked = subprocess.run(
+        ["shellcheck", "-s", "bash", "-"], input=script, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout
 
 
 def test_public_url_is_the_sites_host_name(plan: PlanFn) -> None:
