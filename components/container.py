@@ -212,6 +212,9 @@ def container(
             parent=parent,
             depends_on=list(depends_on),
             delete_before_replace=True,  # fixed names and ports: the old one must go first
-            replace_on_changes=["healthcheck"],  # Docker cannot update a healthcheck in place
+            # The provider's Update applies only restart, memory, CPU shares/set and device limits
+            # (resource_docker_container_funcs.go, resourceDockerContainerUpdate): a healthcheck or
+            # tmpfs change would show as an update and not be applied.
+            replace_on_changes=["healthcheck", "tmpfs"],
         ),
     )

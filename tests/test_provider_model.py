@@ -166,3 +166,20 @@ def test_the_cache_redis_command_disables_snapshots_on_a_real_redis(plan: Any, t
         if server.poll() is None:
             server.kill()
     assert not list(tmp_path.iterdir()), "no dump.rdb written"
+
+
+def test_a_field_the_provider_cannot_update_in_place_replaces_the_container(plan: Any) -> None:
+    """resourceDockerContainerUpdate applies only restart, memory, CPU shares/set and device limits: tmpfs
+    is not ForceNew, so without replaceOnChanges a change would be an update that changes nothing."""
+    before = plan(["hub"])
+    after = harness.Plan(before.stack, [], before.outputs)
+    for r in before.resources:
+        inputs = dict(r.inputs)
+        if r.name == "hub-redis-cache":
+            inputs["tmpfs"] = {"/data": "rw,size=2m"}
+        after.resources.append(harness.PlannedResource(**{**r.__dict__, "inputs": inputs}))
+    changes = harness.second_run(before, after)
+    containers = [(c.name, c.action, c.fields) for c in changes if c.type == provider_model.CONTAINER]
+    assert containers == [("hub-redis-cache", "replace", ["tmpfs"])]
+    # The new container has a new id: the steps triggered by container ids run again.
+    assert {c.action for c in changes if c.type != provider_model.CONTAINER} <= {"re-run"}
