@@ -19,31 +19,32 @@ class Limit(NamedTuple):
 
 # CPU values are caps (CFS quotas), not reservations, and the budget sums them against 70% of the host's
 # cores: a stack can never push its host past the seed's threshold even if every container runs flat out.
-# They are sized so the full suite (5.35 cores) fits an 8-vCPU host and ERP alone (2.65) a 4-vCPU one;
-# idle helpers (Redis, schedulers, the proxy) get a sliver, request-serving processes most. A client that
+# They are sized so the full suite (5.39 cores) fits an 8-vCPU host and ERP alone (2.68) a 4-vCPU one;
+# idle helpers (Redis, schedulers, the proxy) get a sliver, request-serving processes most. The sliver is
+# 0.055, not 0.05: the docker provider would read 0.05 back as "0.1" (tools/provider_model.py). A client that
 # needs more gives its host's real size or raises one cap under `versatilehub:resources`.
 LIMITS: dict[str, Limit] = {
     # edge: Traefik and its read-only view of the Docker API
     "edge-traefik": Limit(256, 0.4),
-    "edge-socket-proxy": Limit(64, 0.05),
+    "edge-socket-proxy": Limit(64, 0.055),
     # the client portal: static pages from nginx (mode suite)
-    "edge-portal": Limit(32, 0.05),
+    "edge-portal": Limit(32, 0.055),
     # hub: ERPNext (default total <= 3 GiB)
-    "hub-configurator": Limit(128, 0.05),
+    "hub-configurator": Limit(128, 0.055),
     "hub-backend": Limit(896, 0.8),
     "hub-frontend": Limit(192, 0.15),  # nginx buffers request bodies (uploads) in a 64 MB tmpfs
     "hub-websocket": Limit(160, 0.1),
     "hub-queue-short": Limit(320, 0.2),
     "hub-queue-long": Limit(320, 0.2),
-    "hub-scheduler": Limit(160, 0.05),
+    "hub-scheduler": Limit(160, 0.055),
     "hub-mariadb": Limit(640, 0.5),
-    "hub-redis-cache": Limit(96, 0.05),
-    "hub-redis-queue": Limit(96, 0.05),
+    "hub-redis-cache": Limit(96, 0.055),
+    "hub-redis-queue": Limit(96, 0.055),
     # chat: Chatwoot (default total <= 2.5 GiB)
     "chat-rails": Limit(1024, 0.6),
     "chat-sidekiq": Limit(768, 0.3),
     "chat-postgres": Limit(512, 0.25),
-    "chat-redis": Limit(192, 0.05),
+    "chat-redis": Limit(192, 0.055),
     # flow: n8n (default total <= 1.5 GiB)
     "flow-n8n": Limit(768, 0.5),
     "flow-runner": Limit(384, 0.25),

@@ -38,6 +38,7 @@ from pydantic.alias_generators import to_camel
 
 from components import catalog, versions
 from components.monitoring import MonitoringConfig
+from tools.provider_model import cpus_read_back, cpus_round_trips
 
 NAMESPACE = "versatilehub"
 # The seed's thresholds: the limits of every container of a stack stay within these shares of its host.
@@ -966,6 +967,17 @@ class SuiteConfig(Model):
                 + ", ".join(f"{k} {self.limits(k).cpus:g}" for k in largest)
                 + f") with pulumi config set --path 'versatilehub:resources.{largest[0]}.cpus' <cores>"
             )
+        for key in containers:
+            # The docker provider stores cpus via nanoInt64ToDecimalString, which turns e.g. 0.05 into
+            # "0.1": that container would be replaced on every `pulumi up`.
+            cores = self.limits(key).cpus
+            if not cpus_round_trips(str(cores)):
+                problems.append(
+                    f"resources.{key}.cpus: the docker provider reads {cores:g} back as "
+                    f"{cpus_read_back(str(cores))} and would replace the container on every up; fix: "
+                    f"pulumi config set --path 'versatilehub:resources.{key}.cpus' <cores, e.g. "
+                    f"{round(cores + 0.005, 3):g}>"
+                )
         if self.portal.hostnames and not self.runs_traefik:
             problems.append(
                 "portal.hostnames: the portal runs only with this stack's own Traefik (mode suite)"

@@ -19,9 +19,24 @@ import pulumi
 import pulumi_docker as docker
 
 from components.config import SuiteConfig
+from tools.provider_model import cpus_read_back, duration_read_back
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 LABEL_PREFIX = "io.versatilehub"
+
+# Seconds a container gets to stop cleanly (SIGTERM, then SIGKILL) when replaced or destroyed and when
+# Docker stops it. Without destroy_grace_seconds the provider stops it with a 0 s timeout, then removes it
+# by force (resource_docker_container_funcs.go, resourceDockerContainerDelete).
+STOP_GRACE_SECONDS = {
+    "mariadb": 60,  # flushes InnoDB and the binary log
+    "postgres": 60,  # a fast shutdown writes a checkpoint
+    "redis": 60,
+    "redis-queue": 60,  # appendonly: the last fsync
+    "redis-cache": 60,
+    "sidekiq": 35,  # Sidekiq's own shutdown timeout is 25 s, then it pushes unfinished jobs back
+    "n8n": 40,  # N8N_GRACEFUL_SHUTDOWN_TIMEOUT defaults to 30 s (@n8n/config, generic.config.ts)
+}
+DEFAULT_STOP_GRACE_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -37,12 +52,14 @@ class Healthcheck:
 
     def args(self) -> docker.ContainerHealthcheckArgs:
         tests = ["CMD-SHELL", " ".join(self.test)] if self.shell else ["CMD", *self.test]
+        # Written as the provider reads them back (time.Duration.String: "60s" is stored as "1m0s"), so
+        # a second `up` sees no healthcheck change, which would replace the container.
         return docker.ContainerHealthcheckArgs(
             tests=tests,
-            interval=self.interval,
-            timeout=self.timeout,
+            interval=duration_read_back(self.interval),
+            timeout=duration_read_back(self.timeout),
             retries=self.retries,
-            start_period=self.start_period,
+            start_period=duration_read_back(self.start_period),
         )
 
 
@@ -167,7 +184,11 @@ def container(
         memory=limits.memory_mb,
         # Swap equal to memory: the limit is a real limit, not memory plus as much swap again.
         memory_swap=limits.memory_mb,
-        cpus=str(limits.cpus),
+        # As the provider reads it back (nanoInt64ToDecimalString: "2" is stored as "2.0"); config
+        # refuses a value whose read-back is another number (components/config.py).
+        cpus=cpus_read_back(str(limits.cpus)),
+        destroy_grace_seconds=STOP_GRACE_SECONDS.get(role, DEFAULT_STOP_GRACE_SECONDS),
+        stop_timeout=STOP_GRACE_SECONDS.get(role, DEFAULT_STOP_GRACE_SECONDS),
         read_only=read_only,
         tmpfs=dict(tmpfs)
         if tmpfs is not None
@@ -191,6 +212,9 @@ def container(
             parent=parent,
             depends_on=list(depends_on),
             delete_before_replace=True,  # fixed names and ports: the old one must go first
-            replace_on_changes=["healthcheck"],  # Docker cannot update a healthcheck in place
+            # The provider's Update applies only restart, memory, CPU shares/set and device limits
+            # (resource_docker_container_funcs.go, resourceDockerContainerUpdate): a healthcheck or
+            # tmpfs change would show as an update and not be applied.
+            replace_on_changes=["healthcheck", "tmpfs"],
         ),
     )

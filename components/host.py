@@ -98,6 +98,7 @@ class Host:
                 environment={**env, **secret_env} or None,
                 triggers=list(triggers) if triggers else None,
                 logging=logging,
+                add_previous_output_in_env=False,  # see the remote Command below
                 opts=opts,
             )
         remote_logging = command.remote.Logging(logging.value)
@@ -120,5 +121,8 @@ class Host:
             stdin=stdin,
             triggers=list(triggers) if triggers else None,
             logging=remote_logging,
+            # Defaults to true in pulumi-command 1.2.1: the previous stdout/stderr would go into the
+            # environment of update and delete (E2BIG on a verbose step; SSH servers warn on unknown vars).
+            add_previous_output_in_env=False,
             opts=opts,
         )

@@ -291,8 +291,9 @@ class Hub(pulumi.ComponentResource):
                 f"{cache_memory * 3 // 4}mb",
                 "--maxmemory-policy",
                 "allkeys-lru",
+                # `--save` followed by another option is `save ""` (no snapshots); an empty argv element
+                # would be refused by the docker provider ("values for command may not be empty").
                 "--save",
-                "",
                 "--appendonly",
                 "no",
             ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def test_one_line_per_client_with_services_versions_policy_and_budgets(
     # Budgets: the sum of the containers' limits as planned, against the host.
     containers = [harness.plain(c.inputs) for c in planned.containers()]
     memory = int(sum(c["memory"] for c in containers))
-    cpus = round(sum(float(c["cpus"]) for c in containers), 2)
+    cpus = round(math.fsum(float(c["cpus"]) for c in containers), 2)
     assert f"{memory}/16384 MB ({100 * memory / 16384:.0f}%)" in a
     assert f"{cpus:g}/8 ({100 * cpus / 8:.0f}%)" in a
     assert memory <= 0.8 * 16384 and cpus <= 0.7 * 8

@@ -135,8 +135,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "72mb",
             "--maxmemory-policy",
             "allkeys-lru",
-            "--save",
-            "",
+            "--save",  # followed by an option: `save ""` (tests/test_provider_model.py runs it)
             "--appendonly",
             "no",
         ],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
@@ -108,7 +109,8 @@ def inspect(path: Path) -> Client:
     row.overrides = sorted(json.loads(raw.get("versions", "{}")))
     containers = [harness.plain(c.inputs) for c in plan.of_type(CONTAINER)]
     row.memory_mb = sum(int(c.get("memory", 0)) for c in containers)
-    row.cpus = round(sum(float(c.get("cpus", 0)) for c in containers), 2)
+    # fsum: exact, so the total does not depend on the order containers are listed (0.055 caps).
+    row.cpus = round(math.fsum(float(c.get("cpus", 0)) for c in containers), 2)
     row.host_memory_mb, row.host_cpus = int(out["hostMemoryMb"]), float(out["hostCpus"])
     row.mandatory, row.advisory, row.violations = policy_counts(plan, stack)
     return row

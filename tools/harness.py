@@ -36,11 +36,14 @@ from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.stack import run_pulumi_func
 
+from tools import provider_model
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "versatilehub"
 SECRET_SIG = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
 SECRET_VALUE = rpc._special_secret_sig
 MASK = "[secret]"
+STATE_ID = "__resourceId"  # where the recorded state keeps a resource's id (no provider field is named so)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,6 +319,9 @@ def _subnet(name: str) -> str:
 class Recorder(mocks.Mocks):
     """Answers for the providers: what `pulumi up` would get back, made deterministic."""
 
+    def __init__(self) -> None:
+        self.state: dict[tuple[str, str], dict[str, Any]] = {}  # (type, name) -> outputs, as after `up`
+
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         rid = hashlib.sha256(f"{args.typ}::{args.name}".encode()).hexdigest()
@@ -329,7 +335,10 @@ class Recorder(mocks.Mocks):
         elif typ == "docker:index/network:Network":
             inputs.setdefault("ipamConfigs", [{"subnet": _subnet(plain(inputs.get("name", args.name)))}])
             inputs.setdefault("driver", "bridge")
-        elif typ == "docker:index/container:Container":
+        elif typ == provider_model.CONTAINER:
+            # As the real provider: refuse at create what it refuses, then store its read-back form.
+            provider_model.validate_container(args.name, plain(inputs))
+            inputs = provider_model.container_read_back(inputs)
             inputs.update(id=rid[:64])
         elif typ == "random:index/randomPassword:RandomPassword":
             result = _fake_password(inputs, args.name)
@@ -339,7 +348,9 @@ class Recorder(mocks.Mocks):
             inputs.update(hex=wrap_secret(raw.hex()), base64=wrap_secret(base64.b64encode(raw).decode()))
         elif typ in ("command:local:Command", "command:remote:Command"):
             inputs.update(stdout=wrap_secret(""), stderr=wrap_secret(""))
-        return f"{args.name}-{rid[:12]}", inputs
+        resource_id = f"{args.name}-{rid[:12]}"
+        self.state[(typ, args.name)] = {**inputs, STATE_ID: resource_id}
+        return resource_id, inputs
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "docker:index/getNetwork:getNetwork":
@@ -415,6 +426,7 @@ class Plan:
     resources: list[PlannedResource]
     outputs: dict[str, Any]  # secrets as wrapper objects
     placeholders: list[str] = field(default_factory=list)  # secrets planned with placeholders
+    state: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # outputs after `up`
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -510,7 +522,8 @@ def _run(stack: StackConfig, program: Callable[[], Any] | None) -> Plan:
     asyncio.set_event_loop(loop)
     try:
         settings.ROOT.set(None)
-        monitor = RecordingMonitor(Recorder())
+        recorder = Recorder()
+        monitor = RecordingMonitor(recorder)
         mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack.name, preview=False, monitor=monitor)
         pulumi.runtime.set_all_config(dict(stack.values), list(stack.secret_keys))
         settings.SETTINGS.rpc_manager.clear()
@@ -530,7 +543,7 @@ def _run(stack: StackConfig, program: Callable[[], Any] | None) -> Plan:
         root = settings.get_root_resource()
         exported = dict(getattr(root, "outputs", {}) or {})
         outputs = loop.run_until_complete(_serialize_outputs(exported))
-        return Plan(stack.name, monitor.planned, outputs, list(stack.placeholders))
+        return Plan(stack.name, monitor.planned, outputs, list(stack.placeholders), recorder.state)
     finally:
         pulumi.runtime.set_all_config({}, [])
         loop.close()
@@ -550,3 +563,53 @@ def plan_stack(ref: str | Path) -> Plan:
 
 def iter_stack_files() -> Iterator[Path]:
     yield from sorted(ROOT.glob("Pulumi.*.yaml"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# A second run against the first one's state
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    type: str
+    name: str
+    action: str  # "create", "update", "replace"
+    fields: list[str]  # the fields that differ (for a replace: the ones that force it)
+
+
+def second_run(before: Plan, after: Plan) -> list[Change]:
+    """What the engine would do running `after` over the state `before` left: the provider diffs each
+    resource's new inputs against its read-back state (tools/provider_model.py). A replaced container
+    gets a new id, so a command whose inputs (triggers) carry the old id runs again."""
+    changes: list[Change] = []
+    new_ids: set[str] = set()
+    for r in after.resources:
+        if not r.custom or r.type != provider_model.CONTAINER:
+            continue
+        state = before.state.get((r.type, r.name))
+        if state is None:
+            changes.append(Change(r.type, r.name, "create", []))
+            continue
+        fields = provider_model.changed_fields(r.plain_inputs, plain(state))
+        forcing = [
+            f for f in fields if f not in provider_model.UPDATABLE or f in r.options["replaceOnChanges"]
+        ]
+        if forcing:
+            changes.append(Change(r.type, r.name, "replace", forcing))
+            new_ids.add(str(state[STATE_ID]))
+        elif fields:
+            changes.append(Change(r.type, r.name, "update", fields))
+    for r in after.resources:
+        if not r.custom or r.type == provider_model.CONTAINER:
+            continue
+        state = before.state.get((r.type, r.name))
+        if state is None:
+            changes.append(Change(r.type, r.name, "create", []))
+            continue
+        fields = provider_model.changed_fields(r.plain_inputs, plain(state))
+        carried = json.dumps(r.plain_inputs)
+        if fields or any(i in carried for i in new_ids):
+            action = "re-run" if r.type.startswith("command:") else "replace"
+            changes.append(Change(r.type, r.name, action, fields or ["(a replaced container's id)"]))
+    return changes

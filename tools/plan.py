@@ -2,6 +2,7 @@
 
     python -m tools.plan clienteA            # a table: type, name, image, networks, published ports, memory
     python -m tools.plan Pulumi.clienteB.yaml --json
+    python -m tools.plan clienteA --after-up  # what a second, no-op `pulumi up` would replace or re-run
 
 It runs the real program under Pulumi's mock runtime (tools/harness.py). It is NOT `pulumi preview`: it
 knows nothing about what already runs on the server, so it lists what the stack declares rather than a
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from components.config import ConfigError
-from tools import harness
+from tools import harness, provider_model
 
 SHORT_TYPES = {
     "docker:index/container:Container": "container",
@@ -87,13 +88,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="a stack name (clienteA) or a path to a Pulumi.<stack>.yaml file")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON (secrets masked)")
+    parser.add_argument(
+        "--after-up",
+        action="store_true",
+        help="plan twice and print what a second `pulumi up` over the first one's state would change",
+    )
     args = parser.parse_args(argv)
     try:
         plan = harness.plan_stack(args.stack)
+        if args.after_up:
+            changes = harness.second_run(plan, harness.plan_stack(args.stack))
+            for c in changes:
+                print(f"{c.action:8} {SHORT_TYPES.get(c.type, c.type)} {c.name}: {', '.join(c.fields)}")
+            print(f"stack {plan.stack}: a second run changes {len(changes)} resources")
+            return 0
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2
+    except provider_model.ProviderError as exc:  # what the real provider would refuse at create
+        print(f"the docker provider would refuse: {exc}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, ValueError, yaml.YAMLError) as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real servers and tools the backup tests drive, Ruby for the Chat bootstrap script, nginx for the portal's
 # page and server block, openssl for the verification probe's test certificates, iproute2 and openssh for
 # the collector's ssh test in a network namespace (Debian packages); installed only when missing.
-apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client)
+apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client redis-server)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
