@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Real servers and tools the backup tests drive, Ruby for the Chat bootstrap script, nginx for the portal's
 # page and server block, openssl for the verification probe's test certificates, iproute2 and openssh for
-# the collector's ssh test in a network namespace (Debian packages); installed only when missing.
-apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client redis-server)
+# the collector's ssh test in a network namespace, Debian's dockerd and debootstrap for the private engine
+# the real-engine tests start (tools/engine.py), shellcheck for the shell scripts (Debian packages);
+# installed only when missing.
+apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client redis-server
+  docker.io debootstrap shellcheck)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
