@@ -48,9 +48,11 @@ def test_planned_bindings_reach_exactly_the_families_the_stack_asks_for(
     )  # fmt: skip
     try:
         external = sorted({int(p["external"]) + SHIFT for p in ports})
-        deadline = time.monotonic() + 15
-        while not _answers(socket.AF_INET, "127.0.0.1", external[0]) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # The two httpds start one after the other: wait until each answers on IPv4 (always published).
+        deadline = time.monotonic() + 30
+        for port in external:
+            while not _answers(socket.AF_INET, "127.0.0.1", port) and time.monotonic() < deadline:
+                time.sleep(0.2)
         for port in external:
             assert _answers(socket.AF_INET, "127.0.0.1", port), port
             assert _answers(socket.AF_INET6, "::1", port) is ipv6, (port, ipv6)
