@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 # Real servers and tools the backup tests drive, Ruby for the Chat bootstrap script, nginx for the portal's
 # page and server block, openssl for the verification probe's test certificates, iproute2 and openssh for
 # the collector's ssh test in a network namespace, Debian's dockerd and debootstrap for the private engine
-# the real-engine tests start (tools/engine.py), shellcheck for the shell scripts (Debian packages);
+# the real-engine tests start (tools/engine.py), shellcheck for the shell scripts, aiosmtpd for the SMTP
+# relay the alert-mail test sends through (tests/smtp_server.py; Debian packages);
 # installed only when missing.
 apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client redis-server
-  docker.io debootstrap shellcheck)
+  docker.io debootstrap shellcheck python3-aiosmtpd)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
