@@ -29,10 +29,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import backup  # noqa: E402
+from components.backup import component as backup  # noqa: E402
 from components.config import BackupConfig  # noqa: E402
-from components.deployment import DatabaseDump, FileSet  # noqa: E402
-from components.storage import DataLocation  # noqa: E402
+from components.core.deployment import DatabaseDump, FileSet  # noqa: E402
+from components.core.storage import DataLocation  # noqa: E402
 from tests.realservers import PASSWORD, MariaDB, Postgres  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "vh_backup.py"

@@ -10,21 +10,21 @@ from typing import Any
 
 import pulumi
 
-from components.agent import Agent
-from components.backup import BackupRepository, BackupSchedule
-from components.chat import Chat
+from components.backup.component import BackupRepository, BackupSchedule
 from components.config import SuiteConfig
-from components.container import Images
-from components.deployment import Deployment
-from components.edge import Edge, Networks
-from components.flow import Flow
-from components.host import Host
-from components.hub import Hub
-from components.monitoring import monitoring
-from components.outputs import secret_commands
-from components.portal import Portal
-from components.verify import Verify, probes
-from components.versions import tag_of
+from components.core.container import Images
+from components.core.deployment import Deployment
+from components.core.host import Host
+from components.core.outputs import secret_commands
+from components.core.versions import tag_of
+from components.edge.component import Edge, Networks
+from components.edge.portal import Portal
+from components.edge.verify import Verify, probes
+from components.monitoring.component import monitoring
+from components.services.agent.component import Agent
+from components.services.chat.component import Chat
+from components.services.flow.component import Flow
+from components.services.hub.component import Hub
 
 
 class Suite(pulumi.ComponentResource):

@@ -91,7 +91,7 @@ PreUpdateCalls = list[tuple[str, list[Any]]]  # (service, versions) per call
 @pytest.fixture
 def pre_update_calls(monkeypatch: pytest.MonkeyPatch) -> PreUpdateCalls:
     """Stand in a plain `<service>-pre-update-backup` step for the backup component's; record what asked."""
-    from components.deployment import Deployment
+    from components.core.deployment import Deployment
 
     asked: PreUpdateCalls = []
 

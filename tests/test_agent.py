@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from components import agent as agent_module
-from components import catalog, config
-from components.deployment import AppBackupCommand, FileSet
+from components import config
+from components.core import catalog
+from components.core.deployment import AppBackupCommand, FileSet
+from components.services.agent import component as agent_module
 from components.suite import Suite, deploy
 from tests.conftest import BASE_STACK, PlanFn, env_of, labels_of, make_stack, networks_of
 from tools import harness

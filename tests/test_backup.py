@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from components import backup
+from components.backup import component as backup
+from components.core.host import EOF_MARK
 from tests.conftest import PlanFn, make_stack
 from tools import harness
 
@@ -44,7 +45,7 @@ def depends(p: harness.Plan, resource: harness.PlannedResource, name: str) -> bo
 
 def heredoc(script: str, path: str) -> str:
     """The content a host step writes to `path` (see backup.write_file)."""
-    m = re.search(rf"sh {re.escape(path)} <<'{backup.EOF_MARK}'\n(.*?)\n{backup.EOF_MARK}\n", script, re.S)
+    m = re.search(rf"sh {re.escape(path)} <<'{EOF_MARK}'\n(.*?)\n{EOF_MARK}\n", script, re.S)
     assert m, f"{path} is not written by this step"
     return m.group(1)
 
@@ -482,7 +483,7 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
         )
     )
     m = vh.Manifest(str(home))
-    from components.deployment import DatabaseDump
+    from components.core.deployment import DatabaseDump
 
     pg, maria = backup.sources_manifest(
         [

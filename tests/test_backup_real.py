@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from components import backup
+from components.backup import component as backup
 from components.config import BackupConfig
-from components.deployment import AppBackupCommand, BackupSource, DatabaseDump, FileSet
-from components.storage import DataLocation
+from components.core.deployment import AppBackupCommand, BackupSource, DatabaseDump, FileSet
+from components.core.storage import DataLocation
 from tests.realservers import PASSWORD, MariaDB, Postgres
 
 ROOT = Path(__file__).resolve().parent.parent

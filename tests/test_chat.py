@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from components import catalog, config, versions
-from components.chat import BOOTSTRAP
-from components.deployment import DatabaseDump, FileSet
+from components import config
+from components.core import catalog, versions
+from components.core.deployment import DatabaseDump, FileSet
+from components.services.chat.component import BOOTSTRAP
 from components.suite import deploy
 from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness

@@ -1,5 +1,5 @@
 """The collector's logic without an engine (scripts/vh_collect.py), the `monitoring:` section and its host
-step (components/monitoring.py), and what vh-backup records for it. The real-container runs are in
+step (components/monitoring/component.py), and what vh-backup records for it. The real-container runs are in
 tests/test_collector_real.py.
 
 The CPU and memory figures follow docker/cli's `docker stats` (cli/command/container/stats_helpers.go:

@@ -300,7 +300,7 @@ def test_budgets_come_from_the_catalog_and_the_overrides() -> None:
 def test_a_moving_version_tag_gets_that_images_pin_at_its_own_path(
     config_problems: Callable[..., list[str]], image: str, pinned: str | None
 ) -> None:
-    from components import versions
+    from components.core import versions
 
     tag = pinned or versions.IMAGES[image].tag
     [line] = config_problems(["hub", "flow"], versions={image: "latest"})
@@ -312,7 +312,7 @@ def test_a_moving_version_tag_gets_that_images_pin_at_its_own_path(
 def test_two_bad_versions_get_one_line_each_with_their_own_fix(
     config_problems: Callable[..., list[str]],
 ) -> None:
-    from components import versions
+    from components.core import versions
 
     lines = config_problems(["hub", "flow"], versions={"erpnext": "latest", "n8n": "main"})
     assert len(lines) == 2

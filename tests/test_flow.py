@@ -9,8 +9,9 @@ from typing import Any
 import bcrypt
 import pytest
 
-from components import catalog, config, versions
-from components.deployment import DatabaseDump, FileSet
+from components import config
+from components.core import catalog, versions
+from components.core.deployment import DatabaseDump, FileSet
 from components.suite import deploy
 from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness

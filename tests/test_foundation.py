@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pulumi.runtime import resource as sdk_resource
 
-from components import versions
 from components.config import ConfigError
+from components.core import versions
 from components.suite import SERVICE_COMPONENTS
 from tests.conftest import PlanFn, env_of, labels_of, make_stack, networks_of
 from tools import harness

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from components import catalog, config, hub
-from components.deployment import AppBackupCommand, FileSet
+from components import config
+from components.core import catalog
+from components.core.deployment import AppBackupCommand, FileSet
+from components.services.hub import component as hub
 from components.suite import deploy
 from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness

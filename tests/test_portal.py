@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from components import container as container_module
-from components import portal, routing
+from components.core import container as container_module
+from components.core import routing
+from components.edge import portal
 from tests.conftest import PlanFn, labels_of, networks_of
 from tools import harness
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import routing
+from components.core import routing
 
 
 def test_router_labels_publish_one_host_over_tls_with_security_headers() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from components import versions
+from components.core import versions
 from tests.conftest import make_stack
 from tools import harness
 

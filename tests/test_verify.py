@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from components import verify
-from components.host import PREAMBLE
+from components.core.host import PREAMBLE
+from components.edge import verify
 from tests.conftest import PlanFn, make_stack
 from tools import harness
 

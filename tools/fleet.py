@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import CPU_BUDGET_SHARE, MEMORY_BUDGET_SHARE, ConfigError
-from components.versions import tag_of
+from components.core.versions import tag_of
 from tools import harness, policy
 
 CONTAINER = "docker:index/container:Container"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config import ConfigError, SuiteConfig, parse
-from components.monitoring import monitor_home
+from components.monitoring.component import monitor_home
 from tools import harness
 
 

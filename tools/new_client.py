@@ -23,6 +23,7 @@ import yaml
 
 from components import config as config_model
 from components.config import NAMESPACE, SERVICES, ConfigError, SuiteConfig
+from components.core import errors as config_errors
 from tools import harness
 
 # Stack keys new_client has an option for (the rest go through --set).
@@ -127,7 +128,7 @@ def required_secrets(stack: str, doc: dict[str, Any]) -> tuple[SuiteConfig | Non
     """(config, secret keys the model asks for, other problems). The model names each missing secret with
     a `pulumi config set --secret` fix; stand a placeholder in for it and ask again until it is satisfied."""
     secrets: list[str] = []
-    for _ in range(len(config_model._credential_paths(SuiteConfig)) + 1):
+    for _ in range(len(config_errors.credential_paths(SuiteConfig)) + 1):
         try:
             cfg = _validate(stack, doc, secrets)
         except ConfigError as exc:
@@ -152,7 +153,7 @@ def required_secrets(stack: str, doc: dict[str, Any]) -> tuple[SuiteConfig | Non
 def optional_secrets(cfg: SuiteConfig, required: list[str]) -> list[str]:
     """Credentials the model accepts for this stack but does not insist on (other providers, SSH key...)."""
     found = []
-    for path in config_model._credential_paths(SuiteConfig):
+    for path in config_errors.credential_paths(SuiteConfig):
         key = ".".join(path)
         if key in required or (path[0] in SERVICES and not cfg.enabled(path[0])):
             continue
@@ -165,7 +166,7 @@ def optional_secrets(cfg: SuiteConfig, required: list[str]) -> list[str]:
 
 
 def secret_command(stack: str, key: str) -> str:
-    info = config_model._field_at(tuple(key.split(".")))
+    info = config_errors.field_at(SuiteConfig, tuple(key.split(".")))
     extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
     # A file redirect keeps the example (`< ~/.ssh/id_ed25519`); otherwise the CLI prompts for the value.
     redirect = re.search(r"(<\s*[~./$]\S*)\s*$", str(extra.get("example", "")))

@@ -276,7 +276,7 @@ def _port_of(address: str) -> int | None:
         checkers=("Traefik docs: routers, entrypoint redirections",),
     ),
     level="mandatory",
-    remediation="Write labels only with components/routing.py (router on websecure, tls.certresolver set); "
+    remediation="Write labels only with components/core/routing.py (router on websecure, tls.certresolver set); "
     "keep the web entrypoint's redirection to https.",
     config={"tlsEntrypoints": list_of(["websecure"], "The entrypoints routers may use.")},
 )

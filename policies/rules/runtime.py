@@ -26,7 +26,7 @@ from .base import (
 )
 from .model import MOVING_TAGS, Container, ImageRef, containers
 
-REASON_PREFIX = "io.versatilehub."  # containers made by components/container.py record exceptions here
+REASON_PREFIX = "io.versatilehub."  # containers made by components/core/container.py record exceptions here
 
 
 def _reason(c: Container, label: str) -> bool:
@@ -202,7 +202,7 @@ def no_sensitive_host_mounts(r: Resource, s: Settings) -> Iterator[str]:
     anchor=Anchor(seed="memory below 80% of the host", cis=("5.11",), checkers=("KICS bb9ac4f7", "KSV-0018")),
     level="mandatory",
     types=(CONTAINER,),
-    remediation="Set memory (MB) from the catalog (components/catalog.py) or the stack's resources override.",
+    remediation="Set memory (MB) from the catalog (components/core/catalog.py) or the stack's resources override.",
 )
 def memory_limit(r: Resource, _: Settings) -> Iterator[str]:
     memory = known(r.props.get("memory"), "memory")
@@ -409,7 +409,7 @@ def log_rotation(r: Resource, s: Settings) -> Iterator[str]:
     anchor=Anchor(cis=("5.28",), checkers=("CKV_DOCKER_7", "DS-0001", "KSV-0013")),
     level="mandatory",
     types=(IMAGE, CONTAINER),
-    remediation="Pin the tag in components/versions.py (or the stack's versatilehub:versions override).",
+    remediation="Pin the tag in components/core/versions.py (or the stack's versatilehub:versions override).",
     config={"movingTags": list_of(sorted(MOVING_TAGS), "Tags that move under a deployment.")},
 )
 def image_pinned(r: Resource, s: Settings) -> Iterator[str]:
@@ -433,7 +433,7 @@ def image_pinned(r: Resource, s: Settings) -> Iterator[str]:
     anchor=Anchor(cis=("5.28",), checkers=("CIS Docker 4.5 content trust",)),
     level="advisory",
     types=(IMAGE,),
-    remediation="Add the digest to the pin in components/versions.py (repo:tag@sha256:...).",
+    remediation="Add the digest to the pin in components/core/versions.py (repo:tag@sha256:...).",
 )
 def image_digest(r: Resource, _: Settings) -> Iterator[str]:
     ref = known(r.props.get("name"), "name")

@@ -34,17 +34,17 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.container import Attach, Healthcheck
-from components.deployment import AppBackupCommand, Deployment, FileSet
-from components.storage import DataDir
-from components.versions import tag_of
+from components.core.container import Attach, Healthcheck
+from components.core.deployment import AppBackupCommand, Deployment, FileSet
+from components.core.scripts import script
+from components.core.storage import DataDir
+from components.core.versions import tag_of
 
 SERVICE = "hub"
 FRAPPE_UID = "1000:1000"  # `frappe` (useradd -u 1000) in frappe/erpnext
@@ -82,111 +82,23 @@ FRAPPE_TMPFS = {
 # HOME is read-only: per-user caches (fontconfig for PDFs, the headless browser's profile) go to /tmp.
 FRAPPE_CACHE_ENV = {"XDG_CACHE_HOME": "/tmp/.cache", "XDG_CONFIG_HOME": "/tmp/.config"}
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 # frappe_docker's configurator (compose.yaml) as one Python call of the image's interpreter, which also
-# works on an empty bind-mounted sites/ (scripts/hub_configure.py).
-CONFIGURE = (SCRIPTS / "hub_configure.py").read_text()
+# works on an empty bind-mounted sites/ (scripts/configure.py).
+CONFIGURE = script(__name__, "configure.py")
 # Shell functions for the host steps: `frappe_run WHAT COMMAND...` shows Frappe's last lines on failure.
-STEP_HELPERS = (SCRIPTS / "hub_step.sh").read_text()
+STEP_HELPERS = script(__name__, "step.sh")
 
 # `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
 # the step's environment; the command line is built in memory (sys.argv), so neither appears on any
 # process's command line on the host or in the container, and they are removed from the environment
 # before Frappe starts the database clients it runs.
-NEW_SITE = """\
-import os
-import runpy
-import sys
-
-sys.argv = [
-    "bench", "frappe", "new-site", os.environ["SITE_NAME"],
-    "--db-root-username", "root",
-    "--db-root-password", os.environ.pop("DB_ROOT_PASSWORD"),
-    "--mariadb-user-host-login-scope", "%",
-    "--admin-password", os.environ.pop("ADMIN_PASSWORD"),
-    "--install-app", "erpnext",
-    "--set-default",
-]
-runpy.run_module("frappe.utils.bench_helper", run_name="__main__", alter_sys=True)
-"""
+NEW_SITE = script(__name__, "new_site.py")
 
 # The setup wizard's own server call, with the answers from the stack. Names are resolved in the site
 # (Frappe's Country by ISO code, its Language by code) and the fiscal year is the current one.
-COMPANY = """\
-import datetime
-import json
-import os
-import sys
-
-import frappe
-from frappe.desk.page.setup_wizard.setup_wizard import setup_complete
-from frappe.geo.country_info import get_country_info
-from frappe.utils import now
-
-want = json.loads(os.environ["HUB_COMPANY"])
-frappe.init(want["site"])
-frappe.connect()
-try:
-    if frappe.is_setup_complete():
-        print("setup already complete: the company is managed in ERPNext")
-        sys.exit(0)
-    country = frappe.db.get_value("Country", {"code": want["country"].lower()})
-    language = frappe.db.get_value("Language", want["language"], "language_name")
-    if not country:
-        sys.exit(f"hub.country {want['country']}: this ERPNext has no such country")
-    if not language:
-        sys.exit(f"hub.language {want['language']}: this ERPNext has no such language")
-    currency = want["currency"] or get_country_info(country).get("currency")
-    if not currency or not frappe.db.exists("Currency", currency):
-        sys.exit(f"hub.currency {currency}: this ERPNext has no such currency")
-    today = datetime.date.today()
-    month, day = (int(part) for part in want["fiscal_year_start"].split("-"))
-    start = datetime.date(today.year, month, day)
-    if start > today:
-        start = datetime.date(today.year - 1, month, day)
-    end = datetime.date(start.year + 1, month, day) - datetime.timedelta(days=1)
-    started = now()
-    result = setup_complete({
-        "language": language,
-        "lang": language,
-        "country": country,
-        "timezone": want["timezone"],
-        "currency": currency,
-        "company_name": want["company"],
-        "company_abbr": want["abbr"],
-        "chart_of_accounts": want["chart_of_accounts"],
-        "fy_start_date": start.isoformat(),
-        "fy_end_date": end.isoformat(),
-    })
-    if (result or {}).get("status") != "ok":
-        sys.exit(f"ERPNext's setup wizard did not finish: {result}")
-    frappe.db.commit()
-    # The wizard's stages swallow insert errors (make_records logs them and goes on): a status "ok" is no
-    # proof that the company or its fiscal year exist.
-    missing = [
-        what
-        for what, doctype, name in (
-            (f"the company {want['company']}", "Company", want["company"]),
-            (f"a fiscal year from {start}", "Fiscal Year", {"year_start_date": start.isoformat()}),
-        )
-        if not frappe.db.exists(doctype, name)
-    ]
-    if missing:
-        errors = frappe.get_all(
-            "Error Log",
-            filters={"creation": (">=", started)},
-            fields=["method", "error"],
-            order_by="creation desc",
-            limit=3,
-        )
-        for error in reversed(errors):
-            print(f"Error Log: {error.get('method')}", file=sys.stderr)
-            print("\\n".join((error.get("error") or "").splitlines()[-15:]), file=sys.stderr)
-        sys.exit(f"ERPNext's setup wizard finished without {' or '.join(missing)}; its errors are above")
-    print(f"company {want['company']} ({want['abbr']}): {country}, {currency}, fiscal year from {start}")
-finally:
-    frappe.destroy()
-"""
+COMPANY = script(__name__, "company.py")
+# `bench migrate` in maintenance mode with the scheduler paused (__BENCH_IN_BACKEND__: the backend's bench).
+MIGRATE = script(__name__, "migrate.sh")
 
 
 def _container_name(client: str, role: str) -> str:
@@ -555,28 +467,7 @@ frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler r
 
         self.migrate = d.run(
             f"{name}-migrate",
-            STEP_HELPERS
-            + f"""\
-# Maintenance mode (web requests get 503) and a paused scheduler while the schema changes, undone on
-# success and on failure (frappe/commands/scheduler.py: set-maintenance-mode, scheduler pause|resume).
-# shellcheck disable=SC2317  # called through frappe_run
-site_bench() {{ {bench_in_backend} --site "$SITE_NAME" "$@"; }}
-status=0
-frappe_run "set-maintenance-mode on" site_bench set-maintenance-mode on || status=$?
-if [ "$status" -eq 0 ]; then
-  frappe_run "scheduler pause" site_bench scheduler pause || status=$?
-fi
-if [ "$status" -eq 0 ]; then
-  frappe_run "bench migrate" site_bench migrate || status=$?
-fi
-undone=0
-frappe_run "scheduler resume" site_bench scheduler resume || undone=$?
-frappe_run "set-maintenance-mode off" site_bench set-maintenance-mode off || undone=$?
-if [ "$status" -eq 0 ]; then
-  status=$undone
-fi
-exit "$status"
-""",
+            STEP_HELPERS + MIGRATE.replace("__BENCH_IN_BACKEND__", bench_in_backend),
             parent=self,
             env=site_env,
             # Exactly once per ERPNext image: a version change replaces this step (and runs it) after the

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pulumi
 import pulumi_docker as docker
 
-from components import container as containers
-from components import routing
-from components.config import SuiteConfig
-from components.container import Attach, Images
-from components.host import Host
-from components.storage import DataDir, DataLocation, ServiceData
+from components.core import container as containers
+from components.core import routing
+from components.core.container import Attach, Images
+from components.core.host import Host
+from components.core.storage import DataDir, DataLocation, ServiceData
+
+if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
+    from components.config import SuiteConfig
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.container import Attach, Healthcheck
-from components.deployment import DatabaseDump, Deployment
-from components.storage import ServiceData
+from components.core.container import Attach, Healthcheck
+from components.core.deployment import DatabaseDump, Deployment
+from components.core.storage import ServiceData
 
 ALIAS = "postgres"
 # Explicit, so that an image whose default moved (Postgres 18 does) still finds this data, or fails loudly.

@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_command as command
 
-from components.deployment import Deployment
-from components.edge import Edge
-from components.portal import Portal
+from components.core.deployment import Deployment
+from components.edge.component import Edge
+from components.edge.portal import Portal
 
 
 @dataclass(frozen=True)

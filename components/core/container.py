@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_docker as docker
 
-from components.config import SuiteConfig
 from tools.provider_model import cpus_read_back, duration_read_back
+
+if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
+    from components.config import SuiteConfig
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 LABEL_PREFIX = "io.versatilehub"

@@ -11,15 +11,95 @@ sshd usually refuses client environment) they go on stdin, which the script read
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
+from pydantic import Field, field_validator, model_validator
 
-from components.config import SuiteConfig, secret
+from components.core.model import Model, secret
+
+if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
+    from components.config import SuiteConfig
+
+# The checkout this program runs from; HOST_SCRIPTS are the programs it installs on the server.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST_SCRIPTS = REPO_ROOT / "scripts"
+
+_SSH_RE = re.compile(
+    r"ssh://(?P<user>[a-z_][a-z0-9_.-]{0,31})@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(?::(?P<port>\d{1,5}))?"
+)
+
+
+class HostConfig(Model):
+    """Where the client's Docker engine is, and how big the machine is (for the budget checks)."""
+
+    docker: str = Field(
+        "unix:///var/run/docker.sock",
+        json_schema_extra={"example": "ssh://deploy@203.0.113.10"},
+    )
+    ssh_host_key: str | None = Field(
+        None, json_schema_extra={"example": '"ssh-ed25519 AAAAC3Nza..." (from: ssh-keyscan -t ed25519 HOST)'}
+    )
+    memory_mb: int = Field(8192, gt=0, json_schema_extra={"example": "16384"})
+    cpus: float = Field(4, gt=0, json_schema_extra={"example": "4"})
+
+    @field_validator("docker")
+    @classmethod
+    def _docker_endpoint(cls, value: str) -> str:
+        if value.startswith("unix://"):
+            if not value.startswith("unix:///"):
+                raise ValueError("a unix socket needs an absolute path, e.g. unix:///var/run/docker.sock")
+            return value
+        m = _SSH_RE.fullmatch(value)
+        if not m or (m["port"] and not 0 < int(m["port"]) < 65536):
+            raise ValueError("is neither unix:///path nor ssh://user@host[:port]")
+        return value
+
+    @field_validator("ssh_host_key")
+    @classmethod
+    def _host_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split()
+        if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-sha2-")) or len(parts[1]) < 60:
+            raise ValueError("is not a public host key line such as 'ssh-ed25519 AAAAC3Nza...'")
+        return " ".join(parts[:2])
+
+    @model_validator(mode="after")
+    def _ssh_needs_key(self) -> HostConfig:
+        if self.is_ssh and not self.ssh_host_key:
+            raise ValueError(
+                "sshHostKey: an ssh:// host needs its host key pinned (never trusted on first use)"
+            )
+        return self
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.docker.startswith("ssh://")
+
+    def _ssh(self) -> re.Match[str]:
+        m = _SSH_RE.fullmatch(self.docker)
+        assert m, "only called for ssh:// hosts"
+        return m
+
+    @property
+    def ssh_user(self) -> str:
+        return self._ssh()["user"]
+
+    @property
+    def ssh_address(self) -> str:
+        return self._ssh()["host"].strip("[]")
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self._ssh()["port"] or 22)
+
 
 # Every script runs under bash with strict error handling: a failing step fails the resource.
 PREAMBLE = "set -euo pipefail\n"
@@ -29,9 +109,7 @@ READ_SECRETS_FROM_STDIN = 'set -a; eval "$(cat)"; set +a\n'
 
 def known_hosts_file(config: SuiteConfig) -> Path:
     """A known_hosts file holding exactly the pinned key, for the docker CLI's ssh helper."""
-    state = Path(
-        os.environ.get("VERSATILEHUB_STATE_DIR", Path(__file__).resolve().parent.parent / ".versatilehub")
-    )
+    state = Path(os.environ.get("VERSATILEHUB_STATE_DIR", REPO_ROOT / ".versatilehub"))
     return state / f"known_hosts.{config.client}"
 
 
@@ -126,3 +204,32 @@ class Host:
             add_previous_output_in_env=False,
             opts=opts,
         )
+
+
+# -- host-step helpers (backup and monitoring write root-owned files through them) ----------------------
+
+# The here-document marker of write_file; content containing it is refused.
+EOF_MARK = "VH_BACKUP_EOF"
+
+# Root's part of a host step: direct as root, else passwordless sudo (or a clear failure).
+AS_ROOT = """\
+if [ "$(id -u)" -eq 0 ]; then as_root() { "$@"; }; else
+  sudo -n true 2>/dev/null || { echo "backup: $(id -un) needs passwordless sudo on this host" >&2; exit 1; }
+  as_root() { sudo -n -- "$@"; }
+fi
+"""
+# Deleting never blocks `pulumi destroy`: every step is allowed to find nothing to remove.
+AS_ROOT_TOLERANT = """\
+if [ "$(id -u)" -eq 0 ]; then as_root() { "$@"; }; else as_root() { sudo -n -- "$@"; }; fi
+"""
+
+
+def write_file(path: str, content: str, mode: str) -> str:
+    """Shell that writes `content` to `path` as root, atomically, with `mode` (the text is not secret)."""
+    if EOF_MARK in content:
+        raise ValueError(f"{path}: content contains the here-document marker {EOF_MARK}")
+    body = content if content.endswith("\n") else content + "\n"
+    return (
+        f'as_root sh -c \'umask 077 && cat > "$1.new" && chmod {mode} "$1.new" && mv "$1.new" "$1"\' '
+        f"sh {shlex.quote(path)} <<'{EOF_MARK}'\n{body}{EOF_MARK}\n"
+    )

@@ -11,6 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from pydantic import Field
+
+from components.core.model import Model
+
+
+class Limits(Model):
+    memory_mb: int | None = Field(None, gt=0, json_schema_extra={"example": "1024"})
+    cpus: float | None = Field(None, gt=0, json_schema_extra={"example": "1.5"})
+
 
 class Limit(NamedTuple):
     memory_mb: int

@@ -22,34 +22,27 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_random as random
 
-from components import monitoring
-from components.config import BackupConfig, SuiteConfig, secret
-from components.deployment import AppBackupCommand, BackupSource, DatabaseDump, Deployment, FileSet
-from components.storage import DataLocation
+from components.backup.config import BackupConfig
+from components.core.deployment import AppBackupCommand, BackupSource, DatabaseDump, Deployment, FileSet
+from components.core.host import AS_ROOT, AS_ROOT_TOLERANT, write_file
+from components.core.host import HOST_SCRIPTS as SCRIPTS
+from components.core.model import secret
+from components.core.storage import DataLocation
+from components.monitoring import component as monitoring
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+if TYPE_CHECKING:
+    from components.config import SuiteConfig
+
 FORMAT = 1  # of settings.json and sources.json, as scripts/vh_backup.py reads them
-EOF_MARK = "VH_BACKUP_EOF"
 # A host step's script travels as one argument (`bash -c`), which Linux caps at 128 KiB.
 MAX_SCRIPT = 100_000
 
 # The files and units live in root-only places: a deploy user that is not root needs passwordless sudo.
-AS_ROOT = """\
-if [ "$(id -u)" -eq 0 ]; then as_root() { "$@"; }; else
-  sudo -n true 2>/dev/null || { echo "backup: $(id -un) needs passwordless sudo on this host" >&2; exit 1; }
-  as_root() { sudo -n -- "$@"; }
-fi
-"""
-# Deleting never blocks `pulumi destroy`: every step is allowed to find nothing to remove.
-AS_ROOT_TOLERANT = """\
-if [ "$(id -u)" -eq 0 ]; then as_root() { "$@"; }; else as_root() { sudo -n -- "$@"; }; fi
-"""
 
 
 def backup_home(config: SuiteConfig) -> str:
@@ -62,7 +55,7 @@ def unit_name(config: SuiteConfig, check: bool = False) -> str:
 
 def settings(client: str, b: BackupConfig, image: str, status: tuple[str, str] = ("", "")) -> dict[str, Any]:
     """The repository's side of vh-backup: how restic runs, retention, the check and the freshness limit;
-    where it records its last run and its last restore drill for the collector (components/monitoring.py)."""
+    where it records its last run and its last restore drill for the collector (components/monitoring/component.py)."""
     return {
         "status_file": status[0],
         "drill_status_file": status[1],
@@ -123,17 +116,6 @@ def sources_manifest(sources: Sequence[BackupSource]) -> dict[str, Any]:
     if repeated:
         raise ValueError(f"backup sources registered twice: {', '.join(repeated)}")
     return {"format": FORMAT, "sources": entries}
-
-
-def write_file(path: str, content: str, mode: str) -> str:
-    """Shell that writes `content` to `path` as root, atomically, with `mode` (the text is not secret)."""
-    if EOF_MARK in content:
-        raise ValueError(f"{path}: content contains the here-document marker {EOF_MARK}")
-    body = content if content.endswith("\n") else content + "\n"
-    return (
-        f'as_root sh -c \'umask 077 && cat > "$1.new" && chmod {mode} "$1.new" && mv "$1.new" "$1"\' '
-        f"sh {shlex.quote(path)} <<'{EOF_MARK}'\n{body}{EOF_MARK}\n"
-    )
 
 
 def _checked(name: str, script: str) -> str:

@@ -8,15 +8,19 @@ Docker maps 80/443 to them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components import routing
-from components.config import SuiteConfig
-from components.container import Attach, Healthcheck
-from components.deployment import Deployment, FileSet
-from components.storage import DataDir
+from components.core import routing
+from components.core.container import Attach, Healthcheck
+from components.core.deployment import Deployment, FileSet
+from components.core.storage import DataDir
+
+if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
+    from components.config import SuiteConfig
 
 TRAEFIK_UID = "65532:65532"
 SOCKET_PROXY_ALIAS = "socket-proxy"

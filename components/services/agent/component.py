@@ -32,11 +32,11 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
-from components.config import secret
-from components.container import Attach, Healthcheck
-from components.deployment import AppBackupCommand, Deployment, FileSet
-from components.storage import DataDir
-from components.versions import tag_of
+from components.core.container import Attach, Healthcheck
+from components.core.deployment import AppBackupCommand, Deployment, FileSet
+from components.core.model import secret
+from components.core.storage import DataDir
+from components.core.versions import tag_of
 
 UID = "1000:1000"  # `node` in the OpenClaw image
 PORT = 18789  # Control UI, gateway WebSocket, /v1 API and the health probes share it

@@ -29,12 +29,13 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
-from components import postgres as databases
-from components.config import secret
-from components.container import LABEL_PREFIX, Attach, Healthcheck
-from components.deployment import Deployment, FileSet
-from components.storage import DataDir
-from components.versions import tag_of
+from components.core import postgres as databases
+from components.core.container import LABEL_PREFIX, Attach, Healthcheck
+from components.core.deployment import Deployment, FileSet
+from components.core.model import secret
+from components.core.scripts import script
+from components.core.storage import DataDir
+from components.core.versions import tag_of
 
 SERVICE = "chat"
 RAILS_PORT = 3000
@@ -66,38 +67,7 @@ APP_TMPFS = {
 
 # Runs in a one-off container with the app's environment (a Rails boot: the database and Redis must be up).
 # The password arrives in the environment only. Idempotent: an existing login is left as it is.
-BOOTSTRAP = """\
-email = ENV.fetch("BOOTSTRAP_ADMIN_EMAIL").downcase
-user = User.find_by(email: email)
-if user
-  puts "Chat: #{email} exists, left as it is"
-else
-  user = I18n.with_locale(ENV.fetch("DEFAULT_LOCALE")) do
-    AccountBuilder.new(
-      account_name: ENV.fetch("BOOTSTRAP_ACCOUNT_NAME"),
-      user_full_name: ENV.fetch("BOOTSTRAP_ADMIN_NAME"),
-      email: email,
-      user_password: ENV.fetch("BOOTSTRAP_ADMIN_PASSWORD"),
-      super_admin: true,
-      confirmed: true
-    ).perform.first
-  end
-  puts "Chat: created super admin #{email} and its account"
-end
-site = ENV.fetch("BOOTSTRAP_WEBSITE_URL", "")
-unless site.empty?
-  account = user.accounts.order(:id).first
-  abort "Chat: #{email} belongs to no account, so the website inbox has nowhere to go" unless account
-  inbox = account.inboxes.where(channel_type: "Channel::WebWidget").find { |i| i.channel.website_url == site }
-  inbox ||= ActiveRecord::Base.transaction do
-    widget = Channel::WebWidget.create!(account: account, website_url: site)
-    account.inboxes.create!(name: ENV.fetch("BOOTSTRAP_WEBSITE_NAME"), channel: widget)
-  end
-  InboxMember.find_or_create_by!(inbox: inbox, user: user)
-  puts "Chat: website inbox for #{site} ready"
-end
-Redis::Alfred.delete(Redis::Alfred::CHATWOOT_INSTALLATION_ONBOARDING)
-"""
+BOOTSTRAP = script(__name__, "bootstrap.rb")
 
 
 class Chat(pulumi.ComponentResource):

@@ -11,12 +11,41 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import pulumi
 import pulumi_docker as docker
+from pydantic import Field, field_validator
 
-from components.config import SuiteConfig
-from components.host import Host
+from components.core.host import Host
+from components.core.model import Model
+
+if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
+    from components.config import SuiteConfig
+
+
+class StorageConfig(Model):
+    """Where data lives: bind mounts under one data root (the seed's layout), or Docker named volumes."""
+
+    kind: Literal["bind", "volume"] = Field("bind", json_schema_extra={"example": "volume"})
+    data_root: str = Field(
+        "/srv/versatilehub",
+        pattern=r"^/[A-Za-z0-9._/-]*$",
+        json_schema_extra={"example": "/srv/versatilehub"},
+    )
+
+    @field_validator("data_root")
+    @classmethod
+    def _not_system(cls, value: str) -> str:
+        value = value.rstrip("/") or "/"
+        if (
+            value in {"/", "/etc", "/usr", "/bin", "/boot", "/dev", "/proc", "/sys", "/lib", "/var/run"}
+            or ".." in value
+        ):
+            raise ValueError(
+                f"{value!r} is a system directory; use a dedicated one such as /srv/versatilehub"
+            )
+        return value
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
-from components import postgres as databases
-from components.container import Attach, Healthcheck
-from components.deployment import Deployment, FileSet
-from components.storage import DataDir
-from components.versions import tag_of
+from components.core import postgres as databases
+from components.core.container import Attach, Healthcheck
+from components.core.deployment import Deployment, FileSet
+from components.core.storage import DataDir
+from components.core.versions import tag_of
 
 N8N_UID = "1000:1000"  # `node` in n8nio/n8n
 RUNNER_UID = "1000:1000"  # `runner` in n8nio/runners

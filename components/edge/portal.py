@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components import routing
-from components.config import SERVICES
-from components.container import Attach, Healthcheck
-from components.deployment import Deployment
+from components.core import routing
+from components.core.container import Attach, Healthcheck
+from components.core.deployment import Deployment
+from components.core.model import SERVICES
 
 NGINX_UID = "101:101"
 PORT = 8080
