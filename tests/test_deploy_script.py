@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,13 @@ case "$1" in
       [ -n "${{FAKE_STACK_EXISTS:-}}" ] && exit 0
       echo "error: no stack named '$3' found" >&2; exit 255
     fi ;;
-  up) echo "uv=$(command -v uv) passphrase_file=$PULUMI_CONFIG_PASSPHRASE_FILE" > {env_log} ;;
+  up) echo "uv=$(command -v uv) passphrase_file=$PULUMI_CONFIG_PASSPHRASE_FILE" > {env_log}
+    [ -n "${{FAKE_UP_FAILS:-}}" ] && exit 255 ;;
+esac
+case "$*" in
+  # A stack without outputs prints {{}} (pkg/cmd/pulumi/stack/stack_output.go: FprintJSON of the map).
+  "stack output --stack "*" --json") cat "${{FAKE_OUTPUTS:-{empty}}}" ;;
+  *--show-secrets*) echo "LEAKED-SECRET" ;;
 esac
 exit 0
 """
@@ -68,13 +75,18 @@ def fake_bin(tmp_path: Path) -> Path:
         (system / tool).symlink_to(found)
     log = tmp_path / "calls.log"
     scripts = {
-        "pulumi": FAKE_PULUMI.format(log=log, env_log=tmp_path / "up-env.log"),
+        "pulumi": FAKE_PULUMI.format(
+            log=log, env_log=tmp_path / "up-env.log", empty=tmp_path / "no-outputs.json"
+        ),
         "docker": f'#!/bin/sh\necho "docker $*" >> {log}\n',
-        "uv": f'#!/bin/sh\necho "uv $*" >> {log}\n',
+        # `uv run --frozen --no-sync python ARGS` runs ARGS with this interpreter, as uv would with .venv's.
+        "uv": f'#!/bin/sh\necho "uv $*" >> {log}\n'
+        f'[ "$1" = run ] && {{ shift 4; exec {sys.executable} "$@"; }}\nexit 0\n',
     }
     for tool, text in scripts.items():
         (bin_dir / tool).write_text(text)
         (bin_dir / tool).chmod(0o755)
+    (tmp_path / "no-outputs.json").write_text("{}\n")
     passphrase = tmp_path / "passphrase"
     passphrase.write_text("correct horse battery staple\n")
     passphrase.chmod(0o600)
@@ -119,6 +131,8 @@ def test_first_deploy_creates_the_stack_on_the_local_backend_then_runs_up_with_t
         "pulumi stack select clienteA",
         "pulumi stack init clienteA --secrets-provider passphrase",
         "pulumi up --diff --stack clienteA --policy-pack policies --yes",
+        "uv run --frozen --no-sync python -m tools.credentials clienteA",
+        "pulumi stack output --stack clienteA --json",
     ]
     assert (fake_bin.parent / ".pulumi-versatilehub").is_dir()
     assert not (ROOT / "~").exists()
@@ -305,3 +319,31 @@ def test_usage_without_a_stack(fake_bin: Path) -> None:
 def test_the_script_is_shellcheck_clean() -> None:
     result = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_a_successful_up_ends_with_the_credentials_sheet_without_secrets(
+    fake_bin: Path, tmp_path: Path
+) -> None:
+    from tests.test_credentials import outputs_of
+
+    secrets = outputs_of("clienteA", tmp_path)
+    result = run(fake_bin, "clienteA", FAKE_OUTPUTS=str(tmp_path / "blinded.json"), FAKE_STACK_EXISTS="1")
+    assert result.returncode == 0, result.stderr
+    assert "hub      https://hub.clientea.com" in result.stdout
+    assert "login     Administrator" in result.stdout
+    assert "password  [secret]  (--show-secrets)" in result.stdout
+    assert not any("--show-secrets" in call for call in calls(fake_bin))
+    assert not {s for s in secrets if s in result.stdout + result.stderr}
+
+
+def test_a_failed_up_prints_no_sheet(fake_bin: Path) -> None:
+    result = run(fake_bin, "clienteA", FAKE_UP_FAILS="1")
+    assert result.returncode != 0
+    assert not any("tools.credentials" in call or "stack output" in call for call in calls(fake_bin))
+
+
+def test_an_unreadable_sheet_does_not_fail_a_successful_up(fake_bin: Path) -> None:
+    result = run(fake_bin, "clienteA")  # the stand-in has no outputs to give
+    assert result.returncode == 0
+    assert "credentials: stack clienteA has no outputs yet" in result.stderr
+    assert "pulumi up succeeded; the credentials sheet could not be read" in result.stderr

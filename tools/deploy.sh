@@ -132,3 +132,7 @@ fi
 
 pulumi up --diff --stack "$stack" --policy-pack policies "$@"
 
+
+# The credentials sheet without its secrets (URLs, logins); tools.credentials --show-secrets prints those.
+uv run --frozen --no-sync python -m tools.credentials "$stack" ||
+  echo "(pulumi up succeeded; the credentials sheet could not be read: python -m tools.credentials $stack)" >&2
