@@ -113,3 +113,121 @@ def test_the_repositorys_own_stacks(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(lines) == {p.name.split(".")[1] for p in stacks}
     broken = {name: line for name, line in lines.items() if " config: " in line or " plan: " in line}
     assert not broken, broken
+
+
+BIG = {**SSH, "memoryMb": 32768, "cpus": 16}
+
+
+def other_user(port: int | None = None) -> dict[str, Any]:
+    """The same machine as SSH, reached as another user (and port 22 written out, or another port)."""
+    suffix = f":{port}" if port else ""
+    return {**BIG, "docker": f"ssh://root@203.0.113.10{suffix}"}
+
+
+def test_two_suites_on_one_host_are_a_traefik_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write(tmp_path, "suiteA", ["flow"], host=BIG)
+    b = write(tmp_path, "suiteB", ["flow"], host=other_user(22))
+    assert fleet.main([str(a), str(b), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    (shared,) = doc["sharedHosts"]
+    assert shared["host"] == "203.0.113.10" and not shared["overBudget"]
+    assert shared["clashes"] == [
+        "suiteA and suiteB both run Traefik (both publish 80/443): keep one in mode suite and set the "
+        "others to mode attach (versatilehub:mode attach, webNetwork.create false)"
+    ]
+    # The table shows it under the host's line.
+    table = fleet.table([fleet.Client(**r) for r in doc["stacks"]], doc["sharedHosts"], doc["clashes"])
+    assert "\n  clash: suiteA and suiteB both run Traefik" in table
+
+
+def test_another_ssh_port_is_another_machine_and_local_sockets_are_never_summed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = write(tmp_path, "suiteA", ["flow"], host=BIG, domain="a.example.com")
+    b = write(tmp_path, "suiteB", ["flow"], host=other_user(2222), domain="b.example.com")
+    c = write(tmp_path, "localC", ["flow"], domain="c.example.com")
+    d = write(tmp_path, "localD", ["flow"], domain="d.example.com")
+    assert fleet.main([str(c), str(a), str(d), str(b), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sharedHosts"] == [] and doc["clashes"] == []
+    # Grouped by host: ssh machines first (sorted), the local socket's stacks last.
+    assert [(r["stack"], r["server"]) for r in doc["stacks"]] == [
+        ("suiteA", "203.0.113.10"),
+        ("suiteB", "203.0.113.10:2222"),
+        ("localC", ""),
+        ("localD", ""),
+    ]
+
+
+def test_the_same_client_slug_or_hostname_twice_is_a_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attach = {"mode": "attach", "webNetwork": {"create": False}}
+    edge = write(tmp_path, "edgeA", ["flow"], host=BIG, client="acme")
+    same_slug = write(tmp_path, "acmeTwo", ["hub"], host=BIG, client="acme", **attach)
+    assert fleet.main([str(edge), str(same_slug), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["clashes"] == [
+        "edgeA and acmeTwo both use client 'acme' on one host (container names and data folders are "
+        "<client>-...): give each its own versatilehub:client"
+    ]
+    assert doc["sharedHosts"][0]["clashes"] == []
+    # Another client on the same server whose hub takes the first one's flow hostname.
+    taken = write(tmp_path, "other", ["hub"], host=BIG, hostnames={"hub": "flow.clientea.com"}, **attach)
+    assert fleet.main([str(edge), str(taken), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    flow_host = next(r for r in doc["stacks"] if r["stack"] == "edgeA")["hostnames"]
+    assert "flow.clientea.com" in flow_host
+    assert doc["clashes"] == [
+        "edgeA and other both route flow.clientea.com on one host (DNS points at one server, Traefik "
+        "routes it to one stack): change versatilehub:hostnames.<service> (or portal.hostnames) in one"
+    ]
+
+
+def test_two_labs_publishing_one_port_on_one_host_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab = {"mode": "standalone", "acmeEmail": None, "backup": {"enabled": False}, "standalonePort": 18080}
+    a = write(tmp_path, "labA", ["flow"], host=SSH, **lab)
+    b = write(tmp_path, "labB", ["flow"], host=SSH, **lab)
+    assert fleet.main([str(a), str(b), "--json"]) == 1
+    (shared,) = json.loads(capsys.readouterr().out)["sharedHosts"]
+    assert shared["clashes"] == [
+        "labA and labB both publish 127.0.0.1:18080: give one another port (versatilehub:standalonePort)"
+    ]
+    c = write(tmp_path, "labC", ["flow"], host=SSH, **{**lab, "standalonePort": 18081})
+    assert fleet.main([str(a), str(c), "--json"]) == 0
+
+
+def test_stacks_disagreeing_on_the_host_size_are_flagged_and_summed_against_the_smaller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attach = {"mode": "attach", "webNetwork": {"create": False}}
+    a = write(tmp_path, "edgeA", ["flow"], host={**SSH, "memoryMb": 16384, "cpus": 8})
+    b = write(tmp_path, "attachB", ["flow"], host={**SSH, "memoryMb": 8192, "cpus": 8}, **attach)
+    fleet.main([str(a), str(b), "--json"])
+    (shared,) = json.loads(capsys.readouterr().out)["sharedHosts"]
+    assert shared["hostMemoryMb"] == 8192
+    assert shared["clashes"] == [
+        "the stacks disagree on the host's size (edgeA 16384 MB/8 CPU, attachB 8192 MB/8 CPU): set the "
+        "real versatilehub:host.memoryMb and host.cpus in each"
+    ]
+
+
+def test_unreadable_and_malformed_files_are_one_row_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write(tmp_path, "good", ["flow"])
+    folder = tmp_path / "Pulumi.folder.yaml"
+    folder.mkdir()
+    broken = tmp_path / "Pulumi.broken.yaml"
+    broken.write_text("config:\n  versatilehub:client: [unclosed\n")
+    binary = tmp_path / "Pulumi.binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00config")
+    assert fleet.main([str(folder), str(good), str(broken), str(binary)]) == 1
+    lines = rows(capsys.readouterr().out)
+    assert set(lines) == {"good", "folder", "broken", "binary"}
+    assert all(" file: " in lines[name] for name in ("folder", "broken", "binary"))
+    assert "file:" not in lines["good"] and " local socket " in lines["good"]

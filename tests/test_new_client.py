@@ -16,7 +16,9 @@ from tools import harness, new_client
 REPO = "s3:https://s3.us-east-005.backblazeb2.com/versatilehub-backups/clientee"
 
 
-def args(*extra: str, services: str = "hub,chat", stack: str = "clienteE") -> list[str]:
+def args(
+    *extra: str, services: str = "hub,chat", stack: str = "clienteE", acme: bool = True, size: bool = True
+) -> list[str]:
     settings = {"hub": ["--set", "hub.country=AR"], "chat": ["--set", "chat.adminEmail=soporte@clientee.com"]}
     return [
         stack,
@@ -24,9 +26,8 @@ def args(*extra: str, services: str = "hub,chat", stack: str = "clienteE") -> li
         "--company", "Cliente E S.A.",
         "--timezone", "America/Argentina/Buenos_Aires",
         "--services", services,
-        "--acme-email", "ops@clientee.com",
-        "--memory-mb", "16384",
-        "--cpus", "8",
+        *(["--acme-email", "ops@clientee.com"] if acme else []),
+        *(["--memory-mb", "16384", "--cpus", "8"] if size else []),
         "--backup-repository", REPO,
         *(a for s in services.split(",") for a in settings.get(s, [])),
         *extra,
@@ -129,10 +130,18 @@ def test_a_lab_without_backups_or_secrets(tmp_path: Path, capsys: pytest.Capture
 def test_attach_mode_joins_the_existing_web_network(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(tmp_path, args("--mode", "attach"), capsys)
+    code, _, err = run(tmp_path, args("--mode", "attach", acme=False), capsys)
     assert code == 0, err
     doc = yaml.safe_load((tmp_path / "Pulumi.clienteE.yaml").read_text())["config"]
     assert doc["versatilehub:webNetwork"] == {"create": False}
+    # Attach mode implies it: asking for the contrary is refused before anything is written.
+    argv = args("--mode", "attach", "--set", "webNetwork.create=true", acme=False, stack="clienteF")
+    code, _, err = run(tmp_path, argv, capsys)
+    assert code == 2 and not (tmp_path / "Pulumi.clienteF.yaml").exists()
+    assert err == (
+        "--set webNetwork.create: mode attach joins the server's existing web network (new_client writes "
+        "webNetwork.create false); drop it\n"
+    )
 
 
 def test_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,3 +212,116 @@ def test_refuses_a_bad_stack_name_and_a_bad_set(tmp_path: Path, capsys: pytest.C
     code, _, err = run(tmp_path, args("--set", "no-equals-sign"), capsys)
     assert code == 2 and "expected KEY=VALUE" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_services_that_do_not_fit_the_default_host_get_a_size_that_fits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(tmp_path, args(size=False), capsys)
+    assert code == 2 and not (tmp_path / "Pulumi.clienteE.yaml").exists()
+    # hub,chat with the default 8192 MB / 4 cores: 3.89 cores of caps is 97% of 4 (budget 70%).
+    assert err == (
+        "hub,chat in mode suite do not fit the default host (8192 MB, 4 cores): their limits add up to "
+        "5856 MB and 3.89 cores, so the server needs at least 7320 MB and 5.56 cores (budgets 80% of the "
+        "RAM, 70% of the cores); a server of 8192 MB and 6 cores fits: pass the real size, e.g. "
+        "--memory-mb 8192 --cpus 6\n"
+    )
+    # The proposal fits: the same command with it writes a stack that plans.
+    code, out, err = run(tmp_path, [*args(size=False), "--memory-mb", "8192", "--cpus", "6"], capsys)
+    assert code == 0, err
+    harness.run(with_secrets(tmp_path / "Pulumi.clienteE.yaml", secret_keys(out.split("Optional")[0])))
+
+
+def test_a_size_given_by_the_operator_gets_the_models_own_fix_not_a_proposal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(tmp_path, [*args(size=False), "--memory-mb", "8192", "--cpus", "4"], capsys)
+    assert code == 2
+    assert err.startswith("versatilehub:host.cpus: CPU limits add up to 3.89 cores, 97% of this host's 4")
+    assert "do not fit the default host" not in err
+
+
+def test_the_hub_site_name_is_said_to_be_permanent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(tmp_path, args(), capsys)
+    assert code == 0, err
+    assert (
+        "The Hub's site is named hub.clientee.com for good: it names ERPNext's site folder and database"
+        in out
+    )
+    assert "run again with --set hub.siteName=<name>" in out
+    code, out, _ = run(tmp_path, args(services="flow", stack="flowOnly"), capsys)
+    assert code == 0 and "site is named" not in out
+
+
+@pytest.mark.parametrize(
+    ("country", "language"),
+    [("AR", "es-AR"), ("MX", "es-MX"), ("ES", "es"), ("Uruguay", "es"), ("BR", "pt"), ("US", "en-US"),
+     ("DE", "de"), ("JP", "en")],
+)  # fmt: skip
+def test_hub_language_follows_the_country_unless_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], country: str, language: str
+) -> None:
+    argv = [a if a != "hub.country=AR" else f"hub.country={country}" for a in args(services="hub")]
+    code, out, err = run(tmp_path, argv, capsys)
+    assert code == 0, err
+    doc = yaml.safe_load((tmp_path / "Pulumi.clienteE.yaml").read_text())["config"]
+    assert doc["versatilehub:hub"].get("language", "en") == language
+    assert f"hub.language is {language}" in out
+    # The program reads it back as written (the config model's own check of a language code).
+    cfg, _, problems = new_client.required_secrets(
+        "clienteE", {k.split(":", 1)[1]: v for k, v in doc.items()}
+    )
+    assert cfg is not None and cfg.hub.language == language, problems
+
+
+def test_an_explicit_language_wins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(tmp_path, args("--set", "hub.language=en", services="hub"), capsys)
+    assert code == 0, err
+    doc = yaml.safe_load((tmp_path / "Pulumi.clienteE.yaml").read_text())["config"]
+    assert doc["versatilehub:hub"] == {"country": "AR", "language": "en"}
+
+
+def test_the_derived_languages_are_in_frappes_list() -> None:
+    # frappe/frappe frappe/geo/languages.csv (commit 0e573fc7): the codes a site can be created with.
+    frappe_codes = {
+        "ar", "de", "en", "en-GB", "en-US", "es", "es-AR", "es-BO", "es-CL", "es-CO", "es-DO", "es-EC",
+        "es-GT", "es-MX", "es-NI", "es-PE", "fr", "it", "nl", "pt", "zh", "zh-TW",
+    }  # fmt: skip
+    assert set(new_client.COUNTRY_LANGUAGE.values()) <= frappe_codes
+
+
+@pytest.mark.parametrize(
+    ("extra", "mode", "message"),
+    [
+        (["--standalone-port", "18080"], "suite",
+         "--standalone-port does nothing in mode suite: only a standalone stack publishes on "
+         "127.0.0.1:<port>; drop it, or add --mode standalone"),
+        (["--acme-email", "ops@clientee.com"], "attach",
+         "--acme-email does nothing in mode attach: the suite stack's Traefik on that server holds the ACME "
+         "account and its settings; drop it"),
+        (["--acme-staging"], "standalone",
+         "--acme-staging does nothing in mode standalone: a standalone stack runs no Traefik and gets no "
+         "certificate; drop it"),
+        (["--set", "traefik.dashboard=true"], "attach",
+         "--set traefik.dashboard does nothing in mode attach: only a suite stack runs Traefik and the "
+         "portal; drop it"),
+        (["--host-key", "ssh-ed25519 AAAA"], "suite",
+         "--host-key does nothing without --host ssh://user@host: the local socket needs no host key; drop "
+         "it, or add --host"),
+    ],
+)  # fmt: skip
+def test_options_that_do_nothing_in_the_mode_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], mode: str, message: str
+) -> None:
+    argv = args("--mode", mode, *extra, services="flow", acme=False)
+    code, out, err = run(tmp_path, argv, capsys)
+    assert (code, out, err) == (2, "", message + "\n")
+    assert not list(tmp_path.iterdir())
+
+
+def test_attach_keeps_the_cert_resolver_it_shares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = args("--mode", "attach", "--set", "traefik.certResolver=le2", services="flow", acme=False)
+    code, _, err = run(tmp_path, argv, capsys)
+    assert code == 0, err

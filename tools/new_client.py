@@ -9,20 +9,35 @@ Writes `Pulumi.<stack>.yaml` (never over an existing one) only when the config m
 nothing missing but the secrets, then prints the exact commands that create the stack, set each secret
 the model asks for (the CLI prompts for the value, so it stays out of the shell history), check the plan
 offline, show the real diff and deploy. Bad input: one line per problem naming the option, exit 2.
+
+It also: proposes a host size when the services do not fit the default one (8192 MB, 4 cores) and no
+size was given; derives `hub.language` from `hub.country` when not given (Frappe's own language list);
+refuses options that do nothing in the chosen mode (`--standalone-port` outside standalone, the ACME
+options where this stack runs no Traefik, `--host-key` without an ssh:// host); and says that the Hub's
+site name is permanent.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import pycountry
 import yaml
 
 from components import config as config_model
-from components.config import NAMESPACE, SERVICES, ConfigError, SuiteConfig
+from components.config import (
+    CPU_BUDGET_SHARE,
+    MEMORY_BUDGET_SHARE,
+    NAMESPACE,
+    SERVICES,
+    ConfigError,
+    SuiteConfig,
+)
 from components.core import errors as config_errors
 from tools import harness
 
@@ -47,6 +62,36 @@ _SECRET_FIX = re.compile(
     r"pulumi config set --secret (--path )?'?(?P<key>versatilehub:[^' ]+)'?(?P<rest>.*)$"
 )
 _STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+# Common server sizes, to round a host proposal up to a machine one can rent.
+HOST_MEMORY_MB = (2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
+HOST_CPUS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+# The country's language in Frappe's language list (frappe/frappe frappe/geo/languages.csv, commit
+# 0e573fc7: regional Spanish for ten countries, no pt-BR). Countries not listed keep hub.language en.
+_REGIONAL = {c: f"es-{c}" for c in ("AR", "BO", "CL", "CO", "DO", "EC", "GT", "MX", "NI", "PE")}
+_BY_LANGUAGE = {
+    "es": ("ES", "UY", "PY", "VE", "CR", "PA", "SV", "HN", "CU", "PR", "GQ"),
+    "pt": ("BR", "PT", "AO", "MZ", "CV", "GW", "ST", "TL"),
+    "fr": ("FR", "BE", "LU", "MC", "SN", "CI", "CM", "ML", "BF", "NE", "TG", "BJ", "GA", "CG", "CD", "HT"),
+    "de": ("DE", "AT", "LI"),
+    "it": ("IT", "SM", "VA"),
+    "nl": ("NL", "SR"),
+    "en-US": ("US",),
+    "en-GB": ("GB",),
+    "en": ("CA", "AU", "NZ", "IE", "IN", "ZA", "SG", "NG", "KE", "JM", "TT", "BZ", "BS", "BB", "GH", "PH"),
+}
+COUNTRY_LANGUAGE = {**{c: lang for lang, cs in _BY_LANGUAGE.items() for c in cs}, **_REGIONAL}
+
+
+def language_for(country: str) -> str | None:
+    """Frappe's language code for a country (code or English name, as hub.country accepts)."""
+    try:
+        code = str(pycountry.countries.lookup(country).alpha_2)
+    except LookupError:
+        return None
+    return COUNTRY_LANGUAGE.get(code)
 
 
 class FlowList(list[Any]):
@@ -110,7 +155,81 @@ def stack_document(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9_-]+)*", key):
             raise ValueError(f"--set {item!r}: expected KEY=VALUE with a stack key such as hub.country=AR")
         _put(doc, key.split("."), _scalar(value))
+    hub = doc.get("hub")
+    if "hub" in doc["services"] and isinstance(hub, dict) and "language" not in hub and hub.get("country"):
+        language = language_for(str(hub["country"]))
+        if language:
+            hub["language"] = language
     return doc
+
+
+def _set_keys(args: argparse.Namespace) -> list[str]:
+    return [item.partition("=")[0].removeprefix(f"{NAMESPACE}:") for item in args.set]
+
+
+def mode_problems(args: argparse.Namespace) -> list[str]:
+    """Options that would do nothing in the chosen mode: refused, so nobody believes they took effect."""
+    problems = []
+    mode = args.mode
+    if args.standalone_port and mode != "standalone":
+        problems.append(
+            f"--standalone-port does nothing in mode {mode}: only a standalone stack publishes on "
+            "127.0.0.1:<port>; drop it, or add --mode standalone"
+        )
+    if mode != "suite":
+        why = (
+            "the suite stack's Traefik on that server holds the ACME account and its settings"
+            if mode == "attach"
+            else "a standalone stack runs no Traefik and gets no certificate"
+        )
+        if args.acme_email:
+            problems.append(f"--acme-email does nothing in mode {mode}: {why}; drop it")
+        if args.acme_staging:
+            problems.append(f"--acme-staging does nothing in mode {mode}: {why}; drop it")
+        for key in _set_keys(args):
+            used_in_attach = mode == "attach" and key == "traefik.certResolver"
+            if key.split(".")[0] in ("traefik", "portal", "acmeEmail") and not used_in_attach:
+                problems.append(
+                    f"--set {key} does nothing in mode {mode}: only a suite stack runs Traefik and the "
+                    "portal; drop it"
+                )
+    if mode == "attach" and any(k.startswith("webNetwork.create") for k in _set_keys(args)):
+        problems.append(
+            "--set webNetwork.create: mode attach joins the server's existing web network "
+            "(new_client writes webNetwork.create false); drop it"
+        )
+    if args.host_key and not (args.host or "").startswith("ssh://"):
+        problems.append(
+            "--host-key does nothing without --host ssh://user@host: the local socket needs no host key; "
+            "drop it, or add --host"
+        )
+    return problems
+
+
+def _round_up(value: float, sizes: tuple[int, ...]) -> int:
+    return next((s for s in sizes if s >= value), math.ceil(value))
+
+
+def host_proposal(stack: str, doc: dict[str, Any]) -> str | None:
+    """When no host size was given and the default is too small: the size the services need."""
+    big = {**doc, "host": {**doc.get("host", {}), "memoryMb": 10**7, "cpus": 10**4}}
+    cfg, _, _ = required_secrets(stack, big)
+    if cfg is None:
+        return None
+    memory, cpus = cfg.memory_budget_mb(), cfg.cpu_budget()
+    need_mb, need_cpus = (
+        math.ceil(memory / MEMORY_BUDGET_SHARE),
+        math.ceil(100 * cpus / CPU_BUDGET_SHARE) / 100,
+    )
+    mb, cores = _round_up(need_mb, HOST_MEMORY_MB), _round_up(need_cpus, HOST_CPUS)
+    default = config_model.HostConfig.model_validate({})
+    return (
+        f"{','.join(cfg.services)} in mode {cfg.mode} do not fit the default host "
+        f"({default.memory_mb} MB, {default.cpus:g} cores): their limits add up to {memory} MB and "
+        f"{cpus:.2f} cores, so the server needs at least {need_mb} MB and {need_cpus:g} cores (budgets "
+        f"{MEMORY_BUDGET_SHARE:.0%} of the RAM, {CPU_BUDGET_SHARE:.0%} of the cores); a server of "
+        f"{mb} MB and {cores} cores fits: pass the real size, e.g. --memory-mb {mb} --cpus {cores}"
+    )
 
 
 def _validate(stack: str, doc: dict[str, Any], secrets: list[str]) -> SuiteConfig:
@@ -195,9 +314,23 @@ def _with_option(problem: str) -> str:
 
 
 def next_steps(stack: str, path: Path, cfg: SuiteConfig, required: list[str], optional: list[str]) -> str:
-    lines = [
+    lines: list[str] = [
         f"Wrote {path.name} for {cfg.company} ({', '.join(cfg.services)}; mode {cfg.mode}).",
         "",
+    ]
+    if cfg.enabled("hub"):
+        site = cfg.hub.site(cfg.hostname("hub"))
+        lines += [
+            f"The Hub's site is named {site} for good: it names ERPNext's site folder and database, and no "
+            "later change of versatilehub:hub.siteName renames it (a new hostname is served through it). "
+            f"If that name is not the one to keep, remove {path.name} and run again with "
+            "--set hub.siteName=<name>.",
+            f"hub.language is {cfg.hub.language}"
+            + (f" (from hub.country {cfg.hub.country})" if cfg.hub.language != "en" else "")
+            + "; --set hub.language=<code> chooses another.",
+            "",
+        ]
+    lines += [
         "Next, from the project directory, with PULUMI_CONFIG_PASSPHRASE_FILE set (it encrypts this "
         "client's secrets):",
         "",
@@ -287,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    refused = mode_problems(args)
+    if refused:
+        for line in refused:
+            print(line, file=sys.stderr)
+        return 2
     try:
         doc = stack_document(args)
     except ValueError as exc:
@@ -294,8 +432,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg, required, problems = required_secrets(args.stack, doc)
     if cfg is None:
+        budget = [
+            p for p in problems if p.startswith((f"{NAMESPACE}:host.memoryMb:", f"{NAMESPACE}:host.cpus:"))
+        ]
+        proposal = (
+            host_proposal(args.stack, doc)
+            if budget and args.memory_mb is None and args.cpus is None
+            else None
+        )
         for line in problems:
+            if proposal and line in budget:
+                continue
             print(_with_option(line), file=sys.stderr)
+        if proposal:
+            print(proposal, file=sys.stderr)
         return 2
     text = _header(cfg) + yaml.safe_dump(
         {"config": {f"{NAMESPACE}:{k}": v for k, v in doc.items()}},
