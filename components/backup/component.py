@@ -55,7 +55,7 @@ def unit_name(config: SuiteConfig, check: bool = False) -> str:
 
 def settings(client: str, b: BackupConfig, image: str, status: tuple[str, str] = ("", "")) -> dict[str, Any]:
     """The repository's side of vh-backup: how restic runs, retention, the check and the freshness limit;
-    where it records its last run and its last restore drill for the collector (components/monitoring/component.py)."""
+    where it records its last run and its last restore drill for the collector (components/monitoring/)."""
     return {
         "status_file": status[0],
         "drill_status_file": status[1],

@@ -276,8 +276,8 @@ def _port_of(address: str) -> int | None:
         checkers=("Traefik docs: routers, entrypoint redirections",),
     ),
     level="mandatory",
-    remediation="Write labels only with components/core/routing.py (router on websecure, tls.certresolver set); "
-    "keep the web entrypoint's redirection to https.",
+    remediation="Write labels only with components/core/routing.py (router on websecure, "
+    "tls.certresolver set); keep the web entrypoint's redirection to https.",
     config={"tlsEntrypoints": list_of(["websecure"], "The entrypoints routers may use.")},
 )
 def routers_tls_only(stack: Stack, s: Settings) -> Iterator[Finding]:

@@ -202,7 +202,8 @@ def no_sensitive_host_mounts(r: Resource, s: Settings) -> Iterator[str]:
     anchor=Anchor(seed="memory below 80% of the host", cis=("5.11",), checkers=("KICS bb9ac4f7", "KSV-0018")),
     level="mandatory",
     types=(CONTAINER,),
-    remediation="Set memory (MB) from the catalog (components/core/catalog.py) or the stack's resources override.",
+    remediation="Set memory (MB) from the catalog (components/core/catalog.py) or the stack's resources "
+    "override.",
 )
 def memory_limit(r: Resource, _: Settings) -> Iterator[str]:
     memory = known(r.props.get("memory"), "memory")
