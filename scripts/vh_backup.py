@@ -57,6 +57,8 @@ RESTIC_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?
 READ_CAPS = ("DAC_READ_SEARCH",)
 WRITE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
 RESTIC_IN_IMAGE = "/usr/bin/restic"
+# How long a command waits for another host's live lock before it fails (restic >= 0.16: --retry-lock).
+RETRY_LOCK = "10m"
 DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql"}
 # Docker neither forwards a signal to a `docker exec`'d process nor ends it with its client: a pg_dump left
 # running keeps its share locks and blocks the migrations of the `pulumi up` that follows. Every command of
@@ -225,18 +227,32 @@ class Restic:
         self.local_repository = self.repository if self.repository.startswith("/") else None
         if self.local_repository:
             _safe(self.local_repository)
+        # The hostname restic runs under in its container (docker runtime; "" for a local binary).
+        self.lock_host = f"vh-backup-{manifest.client}" if manifest.runtime == "docker" else ""
+        self._features: frozenset[str] | None = None
+
+    def features(self) -> frozenset[str]:
+        """The options of the restic in use that vh-backup relies on when present: `--retry-lock` (a global
+        option since restic 0.16.0, cmd/restic/global.go) and `backup --no-scan` (0.15.0,
+        cmd/restic/cmd_backup.go). Read from `restic backup --help` once per run: Debian's 0.14 has
+        neither, the pinned image both."""
+        if self._features is None:
+            proc = self.run(["backup", "--help"], accept=(0, 1))
+            found = set(re.findall(r"--(retry-lock|no-scan)\b", proc.stdout))
+            self._features = frozenset(found)
+        return self._features
 
     def argv(
         self, args: Sequence[str], mounts: Sequence[tuple[str, bool]] = (), caps: Sequence[str] = READ_CAPS
     ) -> list[str]:
         if self.m.runtime == "local":
             return [self.m.restic, *args]
-        client = self.m.client
         argv = [
             "docker", "run", "--rm",
-            "--name", f"vh-backup-{client}-{os.getpid()}",
-            # A fixed name: restic records it in its locks (the snapshots' host is set with --host).
-            "--hostname", f"vh-backup-{client}",
+            "--name", f"vh-backup-{self.m.client}-{os.getpid()}",
+            # restic records this name in its locks (the snapshots' host is set with --host): a fixed one
+            # marks every lock of this machine's vh-backup for this client (locking() relies on it).
+            "--hostname", self.lock_host,
             "--security-opt", "no-new-privileges:true",
             "--cap-drop", "ALL",
         ]  # fmt: skip
@@ -315,13 +331,48 @@ class Restic:
         return Failure(f"restic {command} failed (exit {proc.returncode}): {_tail(err)}")
 
     def locking(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        """run(), and when a lock is in the way: remove the stale ones (left by restic processes that died:
-        crash, kill, power loss; a live process's lock stays) and try once more."""
+        """run() inside exclusive(), and when a lock is in the way: remove the locks of dead runs and try
+        once more, waiting for a live lock (--retry-lock) where restic can.
+
+        restic's own test (internal/restic/lock.go, Lock.Stale at v0.19.1) calls a lock stale when it is
+        30 minutes old, or when it comes from this hostname and its PID answers no signal. In a container
+        restic is PID 1 under the fixed hostname: every dead run's lock names PID 1, which always answers,
+        so `restic unlock` keeps it for 30 minutes, and restic never skips a stale lock when it locks
+        (checkForOtherLocks). What restic cannot tell, this script can: it holds the client's flock, so
+        no other vh-backup of this client runs on this machine, and a lock under this machine's vh-backup
+        hostname is a dead run's. When every lock left is one of those, they all go (unlock --remove-all);
+        a lock of any other host stays (its owner may be alive) and is waited for or reported."""
         try:
             return self.run(args, **kwargs)
         except Locked:
-            self.run(["unlock"])
-            return self.run(args, **kwargs)
+            self.run(["unlock"])  # what restic itself knows to be stale (dead PIDs of a local binary)
+            left = self.locks()
+            dead = [lock for lock in left if self.lock_host and lock.get("hostname") == self.lock_host]
+            if left and len(dead) == len(left):
+                self.run(["unlock", "--remove-all"])
+                say(f"removed {len(dead)} lock(s) left by a vh-backup run that died on this machine")
+            wait = ["--retry-lock", RETRY_LOCK] if "retry-lock" in self.features() else []
+            try:
+                return self.run([args[0], *wait, *args[1:]], **kwargs)
+            except Locked as locked:
+                holders = ", ".join(
+                    f"{'exclusive ' if lock.get('exclusive') else ''}lock of PID {lock.get('pid')} on "
+                    f"{lock.get('hostname')} since {str(lock.get('time'))[:19]}"
+                    for lock in self.locks()
+                )
+                raise Locked(
+                    f"{locked}; held by {holders or 'a lock gone since'}; vh-backup removes only the locks "
+                    "of its own dead runs: once that host runs no restic, `restic unlock --remove-all`"
+                ) from None
+
+    def locks(self) -> list[dict[str, Any]]:
+        """The repository's locks as restic stores them ({"time", "exclusive", "hostname", "pid", ...})."""
+        found = []
+        for lock_id in self.run(["--no-lock", "list", "locks"]).stdout.split():
+            proc = self.run(["--no-lock", "cat", "lock", lock_id], accept=(0, 1))
+            if proc.returncode == 0:  # gone meanwhile: its owner ended
+                found.append(json.loads(proc.stdout))
+        return found
 
     def snapshots(self) -> list[dict[str, Any]]:
         # --no-lock: reading the list is safe during a prune, and freshness must answer then too.
@@ -1011,7 +1062,8 @@ def restore(m: Manifest, env_file: str, wanted: str, services: Sequence[str], co
     restic = Restic(m, env_file)
     snapshot = _pick(restic.snapshots(), wanted, services)
     record_path = _record_path(snapshot)
-    old = json.loads(restic.run(["dump", snapshot["id"], record_path]).stdout)
+    # --no-lock: outside the flock no lock of this machine's hostname may be live (locking() relies on it).
+    old = json.loads(restic.run(["--no-lock", "dump", snapshot["id"], record_path]).stdout)
     old_sources = {s["id"]: s for s in old["sources"]}
     old_services = sorted({s["service"] for s in old["sources"]})
     if services:
@@ -1063,7 +1115,7 @@ def restore(m: Manifest, env_file: str, wanted: str, services: Sequence[str], co
         os.makedirs(tree, mode=0o700)
         includes = [p for p, _, _ in files] + [dump for _, dump in databases]
         clock = time.monotonic()
-        restic.run(
+        restic.locking(
             ["restore", snapshot["id"], "--target", tree, *[f"--include={p}" for p in includes]],
             mounts=[(work, True)],
             caps=WRITE_CAPS,
@@ -1230,7 +1282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_init(m: Manifest, env_file: str) -> int:
     restic = Restic(m, env_file)
     try:
-        config = json.loads(restic.run(["cat", "config"]).stdout)
+        config = json.loads(restic.run(["--no-lock", "cat", "config"]).stdout)
     except Failure as opening:
         try:
             restic.run(["init", "--repository-version", "2"])

@@ -2,7 +2,9 @@
 
 It does what vh-backup asks of Docker with local means and records every call:
 - `docker run ... --volume SRC:DST:MODE ... --entrypoint /usr/bin/restic IMAGE ARGS`: runs Debian's restic
-  with ARGS (the invariant that lets it: every volume is mounted at its own path, SRC == DST);
+  with ARGS (the invariant that lets it: every volume is mounted at its own path, SRC == DST) as a container
+  runs it: PID 1 of a PID namespace of its own, under the --hostname given, in a UTS namespace of its own
+  (restic's locks record both);
 - `docker exec [-i] [--user U] [--env NAME=VALUE]... NAME ARGV...`: runs ARGV here, with the container's
   environment from the state file (e.g. POSTGRES_PASSWORD, and PGHOST/PGPORT pointing at the test server)
   and the --env entries; --user is recorded, not applied. With DOCKER_SHIM_DETACHED_EXEC=1 it behaves like
@@ -40,7 +42,10 @@ def main(argv: list[str]) -> int:
                 if source != target:
                     print(f"shim: volume {argv[i + 1]} is not mounted at its own path", file=sys.stderr)
                     return 125
-        os.execvp("restic", ["restic", *argv[image_at + 1 :]])
+        hostname = argv[argv.index("--hostname") + 1] if "--hostname" in argv[:image_at] else "container"
+        namespaces = ["unshare", "--pid", "--uts", "--fork", "--kill-child"]
+        inside = 'hostname "$1" && shift && exec restic "$@"'
+        os.execvp("unshare", [*namespaces, "sh", "-c", inside, "sh", hostname, *argv[image_at + 1 :]])
     if command == "exec":
         i, extra = 1, {}
         while argv[i].startswith("-"):

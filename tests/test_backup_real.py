@@ -1180,3 +1180,81 @@ def test_an_interrupted_app_backup_leaves_nothing_running_in_its_container(
         proc.wait()
         _end_strays(shim, pids)
     assert snapshots(w.repo) == []
+
+
+# -- stale locks (issue 17, item 8) -----------------------------------------------------------------------
+
+
+def _docker_world(tmp: Path) -> tuple[World, dict[str, str]]:
+    """A file set backed up through the docker runtime, as installed: restic runs in the stand-in's
+    containers (PID 1 of a PID namespace, hostname vh-backup-<client>). vh-backup's environment."""
+    w = World(tmp)
+    location = _acme_only(w)
+    w.install([FileSet("edge", location)])
+    settings = backup.settings(CLIENT, _config(w), "restic/restic:0.19.1")
+    (w.home / "settings.json").write_text(json.dumps(settings))
+    shim, bin_dir = _docker_shim(tmp, {"containers": {}, "volumes": {}})
+    return w, {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "DOCKER_SHIM_STATE": str(shim)}
+
+
+def _lock_ids(repo: Path) -> list[str]:
+    return restic(repo, "--no-lock", "list", "locks").split()
+
+
+def _dead_lock(repo: Path, hostname: str) -> dict[str, Any]:
+    """The exclusive lock a restic in a container leaves when it dies (a crashed or killed prune): restic
+    is PID 1 in its PID namespace, under `hostname`. `key passwd` takes an exclusive lock, then waits for
+    the new password on its standard input."""
+    env = {**os.environ, "RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": REPO_PASSWORD}
+    env["RESTIC_CACHE_DIR"] = str(repo.parent / "test-cache")
+    holder = subprocess.Popen(
+        ["unshare", "--pid", "--uts", "--fork", "--kill-child", "sh", "-c",
+         'hostname "$1" && exec restic key passwd', "sh", hostname],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:  # until the lock is written whole (the file appears before its content)
+        locks = [restic(repo, "--no-lock", "cat", "lock", i, check=False) for i in _lock_ids(repo)]
+        if locks and all(locks):
+            break
+        assert holder.poll() is None and time.monotonic() < deadline, "restic took no lock"
+        time.sleep(0.05)
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    _wait_until_gone(holder.pid)
+    [lock] = locks
+    return dict(json.loads(lock))
+
+
+def test_a_dead_runs_lock_in_a_container_is_removed_at_once(tmp_path: Path) -> None:
+    """restic cannot tell it is stale (PID 1 under the same hostname always answers): before, every
+    backup failed and retention was postponed for 30 minutes after a crashed prune."""
+    w, env = _docker_world(tmp_path)
+    lock = _dead_lock(w.repo, f"vh-backup-{CLIENT}")
+    assert (lock["pid"], lock["exclusive"], lock["hostname"]) == (1, True, f"vh-backup-{CLIENT}")
+    unlocked = subprocess.run(
+        ["unshare", "--pid", "--uts", "--fork", "sh", "-c", 'hostname "$1" && exec restic unlock', "sh",
+         f"vh-backup-{CLIENT}"],
+        env={**os.environ, "RESTIC_REPOSITORY": str(w.repo), "RESTIC_PASSWORD": REPO_PASSWORD},
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert unlocked.returncode == 0 and len(list((w.repo / "locks").iterdir())) == 1, "restic keeps it"
+
+    proc = w.vh("run", "--reason", "daily", extra_env=env)
+    assert "removed 1 lock(s) left by a vh-backup run that died on this machine" in proc.stdout
+    assert "retention applied" in proc.stdout and "postponed" not in proc.stdout
+    assert [s["tags"] for s in snapshots(w.repo)] == [["client=clientea", "reason=daily"]]
+    assert list((w.repo / "locks").iterdir()) == []
+
+
+def test_another_hosts_lock_is_never_removed(tmp_path: Path) -> None:
+    """A lock from another machine (an operator restoring from a laptop) may be live: it stays, and the run
+    fails naming the lock instead of breaking it."""
+    w, env = _docker_world(tmp_path)
+    _dead_lock(w.repo, "operator-laptop")
+    proc = w.vh("run", "--reason", "daily", check=False, extra_env=env)
+    assert proc.returncode == 1, proc.stdout
+    assert "the repository is locked by another process" in proc.stderr
+    assert "operator-laptop" in proc.stderr
+    assert len(list((w.repo / "locks").iterdir())) == 1 and snapshots(w.repo) == []
