@@ -903,7 +903,7 @@ def test_cli_on_a_stack_a_plan_json_and_bad_input(tmp_path: Path, capsys: pytest
     sections = {k: v for service in ALL for k, v in SERVICE_STACK.get(service, {}).items()}
     config = {**BASE_STACK, **sections, "services": ALL}
     stack_file.write_text(yaml.safe_dump({"config": {f"versatilehub:{k}": v for k, v in config.items()}}))
-    code = runner.main([str(stack_file)])
+    code = runner.main([str(stack_file), "--each"])  # one line per violation, to compare with a plan.json
     out = capsys.readouterr().out
     assert code == (1 if "[mandatory]" in out else 0)
     assert f"stack lab: {out.count('[mandatory]')} mandatory, {out.count('[advisory]')} advisory" in out

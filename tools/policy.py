@@ -345,8 +345,37 @@ def _apply(policy: Policy, target: Target, config: dict[str, Any], level: str) -
 # ---------------------------------------------------------------------------------------------------
 
 
-def render(report: Report) -> str:
-    lines = [v.line() for v in report.mandatory] + [v.line() for v in report.advisory]
+def remediation(policy: str) -> str:
+    return next((p.remediation_steps or "" for p in POLICIES if p.name == policy), "")
+
+
+def grouped(violations: list[Violation]) -> list[str]:
+    """Each policy once: its one violation, or how many resources it found and an example; then its fix."""
+    lines: list[str] = []
+    by_policy: dict[str, list[Violation]] = {}
+    for v in violations:
+        by_policy.setdefault(v.policy, []).append(v)
+    for policy, found in by_policy.items():
+        found.sort(key=lambda v: (v.resource_name or "", v.message))
+        if len(found) == 1:
+            lines.append(found[0].line())
+        else:
+            names = ", ".join(v.resource_name or "the stack" for v in found)
+            lines.append(
+                f"[{found[0].level}] {policy}, {len(found)} resources ({names}): e.g. {found[0].message}"
+            )
+        fix = remediation(policy)
+        if fix:
+            lines.append(f"  fix: {fix}")
+    return lines
+
+
+def render(report: Report, *, each: bool = False) -> str:
+    """The report; with `each`, one line per violation (as `pulumi preview` lists them), else grouped."""
+    if each:
+        lines = [v.line() for v in report.mandatory] + [v.line() for v in report.advisory]
+    else:
+        lines = grouped(report.mandatory) + grouped(report.advisory)
     if report.not_run:
         why = (
             "secrets are masked in a plan.json: run on the stack itself for these"
@@ -377,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="policy config, as for `pulumi preview --policy-pack-config` (levels, excludeFor, ...)",
     )
+    parser.add_argument(
+        "--each", action="store_true", help="one line per violation, instead of one per policy with its fix"
+    )
     args = parser.parse_args(argv)
     try:
         policy_config = (
@@ -391,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, yaml.YAMLError) as exc:  # PolicyConfigError, bad JSON included
         print(f"{args.target}: {exc}", file=sys.stderr)
         return 2
-    print(render(report))
+    print(render(report, each=args.each))
     return 1 if report.mandatory else 0
 
 

@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 # page and server block, openssl for the verification probe's test certificates, iproute2 and openssh for
 # the collector's ssh test in a network namespace, Debian's dockerd and debootstrap for the private engine
 # the real-engine tests start (tools/engine.py), shellcheck for the shell scripts, aiosmtpd for the SMTP
-# relay the alert-mail test sends through (tests/smtp_server.py; Debian packages);
+# relay the alert-mail test sends through (tests/smtp_server.py), skopeo for tools.pin_digests (Debian packages);
 # installed only when missing.
 apt_packages=(restic postgresql mariadb-server mariadb-client curl ruby nginx-light openssl iproute2 openssh-server openssh-client redis-server
-  docker.io debootstrap shellcheck python3-aiosmtpd)
+  docker.io debootstrap shellcheck python3-aiosmtpd skopeo)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

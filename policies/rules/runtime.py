@@ -434,7 +434,11 @@ def image_pinned(r: Resource, s: Settings) -> Iterator[str]:
     anchor=Anchor(cis=("5.28",), checkers=("CIS Docker 4.5 content trust",)),
     level="advisory",
     types=(IMAGE,),
-    remediation="Add the digest to the pin in components/core/versions.py (repo:tag@sha256:...).",
+    remediation=(
+        "get each image's digest from its registry and write it into the pins: python -m tools.pin_digests "
+        "--write (skopeo, or docker buildx imagetools; components/core/versions.py). A stack's own pin takes "
+        "it in its tag: pulumi config set --path 'versatilehub:versions.<image>' '<tag>@sha256:<digest>'"
+    ),
 )
 def image_digest(r: Resource, _: Settings) -> Iterator[str]:
     ref = known(r.props.get("name"), "name")
