@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from components import config
 from components.core import catalog
 from components.core.deployment import AppBackupCommand, FileSet
+from components.core.scripts import PROGRESS
 from components.services.hub import component as hub
 from components.suite import deploy
 from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
@@ -461,6 +463,12 @@ def fake_docker(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
             }
             with open(os.environ["FAKE_LOG"], "a") as log:
                 log.write(json.dumps(call) + "\\n")
+            if "-i" in args and os.environ.get("FAKE_SLEEP"):  # a long Frappe command
+                import time
+                time.sleep(float(os.environ["FAKE_SLEEP"]))
+            if "-i" in args and os.environ.get("FAKE_ECHO_SECRETS"):  # Frappe printing what it was given
+                print("admin password:", os.environ.get("ADMIN_PASSWORD"))
+                print("root password:", os.environ.get("DB_ROOT_PASSWORD"), file=sys.stderr)
             if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in " ".join(args):
                 print("Installing frappe...")
                 print("Traceback (most recent call last):", file=sys.stderr)
@@ -516,7 +524,8 @@ def test_site_secrets_travel_in_the_environment_only(routed: harness.Plan) -> No
     env = site.inputs["environment"]
     assert harness.is_secret(env["DB_ROOT_PASSWORD"]) and harness.is_secret(env["ADMIN_PASSWORD"])
     assert env["SITE_NAME"] == "hub.clientea.com"
-    assert site.inputs["logging"] == "none", "nothing the step prints is streamed"
+    # Only stderr streams: the step's progress lines and, on failure, Frappe's masked last lines.
+    assert site.inputs["logging"] == "stderr"
     assert set(site.options["additionalSecretOutputs"]) == {"stdout", "stderr"}
     secrets = [harness.plain(env["DB_ROOT_PASSWORD"]), harness.plain(env["ADMIN_PASSWORD"])]
     for r in routed.of_type(STEP):
@@ -1073,3 +1082,45 @@ def test_default_abbreviation_follows_the_setup_wizard() -> None:
     assert section.abbreviation("Cliente A S.A.") == "CAS"
     assert section.abbreviation("Cliente B Corp") == "CBC"
     assert config.HubConfig.model_validate({"companyAbbr": "xy"}).abbreviation("Cliente B Corp") == "XY"
+
+
+def test_a_long_secret_step_streams_progress_lines_and_no_secret(
+    routed: harness.Plan, fake_docker: Any
+) -> None:
+    site = step(routed, "hub-site")
+    secrets = {"DB_ROOT_PASSWORD": "Root0Secret0Value", "ADMIN_PASSWORD": "Admin0Secret0Value"}
+    started = time.monotonic()
+    ran = fake_docker(
+        site.inputs["create"],
+        SITE_NAME="hub.clientea.com",
+        VH_PROGRESS_SECONDS="1",
+        FAKE_SLEEP="3.5",
+        FAKE_ECHO_SECRETS="1",
+        **secrets,
+    )
+    took = time.monotonic() - started
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stderr.splitlines()
+    assert lines[0] == "bench new-site hub.clientea.com: started"
+    assert "bench new-site hub.clientea.com: still running after 1 s" in lines
+    assert "bench new-site hub.clientea.com: still running after 3 s" in lines
+    assert re.fullmatch(r"bench new-site hub\.clientea\.com: done in [34] s", lines[-1])
+    # What Frappe printed stays out of the streamed stream; stdout (not streamed) has it masked.
+    assert not any(v in ran.stderr for v in secrets.values())
+    assert "admin password: [secret]" in ran.stdout and "Admin0Secret0Value" not in ran.stdout
+    # The ticker is gone when the command is: no orphaned sleep keeps the step open.
+    assert took < 3.5 + 1.5, took
+
+    failed = fake_docker(
+        site.inputs["create"], SITE_NAME="hub.clientea.com", FAKE_FAIL="DB_ROOT_PASSWORD", **secrets
+    )
+    assert failed.returncode == 3
+    assert "bench new-site hub.clientea.com: failed after 0 s" in failed.stderr
+    assert not any(v in failed.stderr for v in secrets.values())
+
+
+def test_the_progress_helper_is_shellcheck_clean() -> None:
+    result = subprocess.run(
+        ["shellcheck", "-s", "bash", "-"], input=PROGRESS, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.core.scripts import script
+from components.core.scripts import PROGRESS, script
 from components.services.chat import component as chat
 from components.services.hub import component as hub
 from components.suite import SERVICE_COMPONENTS
@@ -154,6 +154,7 @@ def test_the_program_sends_the_script_files():
     for (service, name), text in sent.items():
         assert (COMPONENTS / "services" / service / "scripts" / name).read_text() == text, name
     assert script(hub.__name__, "company.py") == hub.COMPANY
+    assert (COMPONENTS / "core" / "scripts" / "progress.sh").read_text() == PROGRESS
 
 
 def test_python_scripts_compile_and_shell_and_ruby_pass_their_checkers():

@@ -155,8 +155,13 @@ class Host:
         triggers: Sequence[pulumi.Input[str]] | None = None,
         delete: str | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
+        progress: bool = False,
     ) -> command.local.Command | command.remote.Command:
-        """One step on the host (a setup, a migration, a backup). `script` must be idempotent."""
+        """One step on the host (a setup, a migration, a backup). `script` must be idempotent.
+
+        `progress`: a step with secrets whose script keeps every command's output out of stderr and writes
+        only secret-free progress lines there (core/scripts/progress.sh): its stderr streams while it runs.
+        """
         env = dict(env or {})
         secret_env = dict(secret_env or {})
         opts = pulumi.ResourceOptions(
@@ -166,7 +171,10 @@ class Host:
             additional_secret_outputs=["stdout", "stderr"],
         )
         # Secrets are passed but never printed: no streaming of output while the step runs.
-        logging = command.local.Logging.NONE if secret_env else command.local.Logging.STDOUT_AND_STDERR
+        if not secret_env:
+            logging = command.local.Logging.STDOUT_AND_STDERR
+        else:
+            logging = command.local.Logging.STDERR if progress else command.local.Logging.NONE
         if not self.config.host.is_ssh:
             return command.local.Command(
                 name,

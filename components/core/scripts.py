@@ -13,3 +13,7 @@ def script(module: str, name: str) -> str:
     """The text of `scripts/<name>` in the package of `module` (pass the caller's `__name__`)."""
     package = module.rpartition(".")[0]
     return resources.files(package).joinpath("scripts").joinpath(name).read_text(encoding="utf-8")
+
+
+# Secret-free progress lines for long host steps (scripts/progress.sh), prepended to the steps that use them.
+PROGRESS = script(__name__, "progress.sh")

@@ -42,7 +42,7 @@ import pulumi_random as random
 
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import AppBackupCommand, Deployment, FileSet
-from components.core.scripts import script
+from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
 
@@ -87,6 +87,8 @@ FRAPPE_CACHE_ENV = {"XDG_CACHE_HOME": "/tmp/.cache", "XDG_CONFIG_HOME": "/tmp/.c
 CONFIGURE = script(__name__, "configure.py")
 # Shell functions for the host steps: `frappe_run WHAT COMMAND...` shows Frappe's last lines on failure.
 STEP_HELPERS = script(__name__, "step.sh")
+# What every Hub host step starts with: the progress lines, then the Frappe helpers that use them.
+STEP_PRELUDE = PROGRESS + STEP_HELPERS
 
 # `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
 # the step's environment; the command line is built in memory (sys.argv), so neither appears on any
@@ -403,7 +405,7 @@ class Hub(pulumi.ComponentResource):
         site_env = {"SITE_NAME": site}
         new_site = d.run(
             f"{name}-site",
-            STEP_HELPERS
+            STEP_PRELUDE
             + f"""\
 backend={shlex.quote(backend)}
 if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
@@ -423,6 +425,8 @@ frappe_run "bench new-site $SITE_NAME" \\
             parent=self,
             env=site_env,
             secret_env={"DB_ROOT_PASSWORD": db_root_password.result, "ADMIN_PASSWORD": admin_password.result},
+            # Minutes of bench new-site: its stderr streams (only progress lines and the masked failure tail).
+            progress=True,
             # Once per site name. Another name creates that site; the old one stays, data and all.
             triggers=[site],
             depends_on=[self.mariadb, configured, self.backend, self.redis_cache, self.redis_queue],
@@ -441,7 +445,7 @@ frappe_run "bench new-site $SITE_NAME" \\
         }
         company_setup = d.run(
             f"{name}-company",
-            STEP_HELPERS
+            STEP_PRELUDE
             + f"""\
 frappe_run "ERPNext's setup wizard" \\
   docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
@@ -467,7 +471,7 @@ frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler r
 
         self.migrate = d.run(
             f"{name}-migrate",
-            STEP_HELPERS + MIGRATE.replace("__BENCH_IN_BACKEND__", bench_in_backend),
+            STEP_PRELUDE + MIGRATE.replace("__BENCH_IN_BACKEND__", bench_in_backend),
             parent=self,
             env=site_env,
             # Exactly once per ERPNext image: a version change replaces this step (and runs it) after the

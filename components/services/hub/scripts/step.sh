@@ -17,12 +17,14 @@ mask_secrets() {
   done
 }
 
-# frappe_run WHAT COMMAND...: runs COMMAND with its output kept; on failure WHAT and the last 40 lines go
-# to stderr, and the status is COMMAND's.
+# frappe_run WHAT COMMAND...: runs COMMAND with its output kept, progress lines on stderr meanwhile; on
+# failure WHAT and the last 40 lines go to stderr, and the status is COMMAND's.
 frappe_run() {
   local what=$1 status=0
   shift
+  progress_start "$what" # secret-free lines while it runs (components/core/scripts/progress.sh)
   "$@" >"$step_log" 2>&1 || status=$?
+  progress_stop "$status"
   if [ "$status" -eq 0 ]; then
     mask_secrets <"$step_log"
     return 0
