@@ -16,6 +16,7 @@ import pytest
 from components import config
 from components.core import catalog, versions
 from components.core.deployment import DatabaseDump, FileSet
+from components.core.scripts import PROGRESS
 from components.services.chat.component import BOOTSTRAP
 from components.suite import deploy
 from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
@@ -49,8 +50,11 @@ def script(step: harness.PlannedResource) -> str:
 
 def run_argv(step: harness.PlannedResource) -> list[str]:
     """The `docker run` a one-off step executes, as the shell would split it (variables left unexpanded)."""
-    text = script(step).removeprefix("set -euo pipefail\n").replace("\\\n", " ")
-    return shlex.split(text)
+    text = script(step).removeprefix("set -euo pipefail\n")
+    assert text.startswith(PROGRESS)
+    words = shlex.split(text.removeprefix(PROGRESS).replace("\\\n", " "))
+    assert words[0] == "progress_run" and words[1].startswith("chat ")
+    return words[2:]
 
 
 def step_env(step: harness.PlannedResource) -> dict[str, str]:
@@ -224,7 +228,8 @@ def test_secrets_stay_secret(routed: harness.Plan) -> None:
             harness.is_secret(env[k]) for k in ("SECRET_KEY_BASE", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
         )
         assert not any(s in script(step) for s in secrets), "values reach docker run by name only"
-        assert step.inputs["logging"] == "none"
+        # Only stderr streams, and it holds progress lines and rails' masked last lines (see below).
+        assert step.inputs["logging"] == "stderr"
         assert set(step.options["additionalSecretOutputs"]) == {"stdout", "stderr"}
     [redis_command] = harness.plain(chat[REDIS].inputs["command"])
     assert app["REDIS_PASSWORD"] not in redis_command
@@ -727,3 +732,34 @@ def test_crm_and_chat_example_stack() -> None:
     assert bootstrap["BOOTSTRAP_ADMIN_EMAIL"] == "soporte@clientec.com"
     assert bootstrap["BOOTSTRAP_WEBSITE_URL"] == "https://www.clientec.com"
     assert {labels_of(c)["io.versatilehub.service"] for c in p.containers()} >= {"hub", "chat"}
+
+
+def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.Plan, tmp_path: Path) -> None:
+    prepare = routed.named("chat-prepare")
+    env = step_env(prepare)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # `docker run` that takes a while and prints a setting it was given, as a failing rails task can.
+    (bin_dir / "docker").write_text(
+        '#!/bin/sh\nsleep 2.5\necho "connecting with $POSTGRES_PASSWORD" >&2\nexit "${FAKE_EXIT:-0}"\n'
+    )
+    (bin_dir / "docker").chmod(0o755)
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/bash", "-c", script(prepare)],
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1", **extra},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    ok = run()
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stderr.splitlines()
+    assert lines[:2] == ["chat prepare: started", "chat prepare: still running after 1 s"]
+    assert re.fullmatch(r"chat prepare: done in [23] s", lines[-1])
+    assert env["POSTGRES_PASSWORD"] not in ok.stderr + ok.stdout
+    assert "connecting with [secret]" in ok.stdout
+    failed = run(FAKE_EXIT="1")
+    assert failed.returncode == 1
+    assert "chat prepare failed (exit status 1); its last lines:\nconnecting with [secret]" in failed.stderr
+    assert env["POSTGRES_PASSWORD"] not in failed.stderr

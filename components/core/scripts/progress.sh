@@ -10,6 +10,7 @@ progress_what=""
 progress_ticker=""
 progress_began=0
 
+# shellcheck disable=SC2317  # a helper: a step calls those it needs
 progress_start() {
   progress_what=$1
   progress_began=$SECONDS
@@ -27,6 +28,7 @@ progress_start() {
   progress_ticker=$!
 }
 
+# shellcheck disable=SC2317  # a helper: a step calls those it needs
 progress_stop() {
   local status=$1
   if [ -n "$progress_ticker" ]; then
@@ -39,4 +41,40 @@ progress_stop() {
   else
     echo "$progress_what: failed after $((SECONDS - progress_began)) s" >&2
   fi
+}
+
+# progress_run WHAT COMMAND...: COMMAND with its output kept in a file, the progress lines meanwhile; on
+# success the output goes to stdout, on failure its last 40 lines to stderr after "WHAT failed (exit status
+# N); its last lines:", in both cases with the value of every variable named in $VH_SECRET_NAMES masked.
+# The status is COMMAND's.
+# shellcheck disable=SC2317  # a helper: a step calls those it needs
+progress_mask() {
+  local line name value
+  while IFS= read -r line || [ -n "$line" ]; do
+    for name in ${VH_SECRET_NAMES:-}; do
+      value=${!name:-}
+      if [ -n "$value" ]; then
+        line=${line//"$value"/[secret]}
+      fi
+    done
+    printf '%s\n' "$line"
+  done
+}
+
+# shellcheck disable=SC2317  # a helper: a step calls those it needs
+progress_run() {
+  local what=$1 status=0 log
+  shift
+  log=$(mktemp)
+  progress_start "$what"
+  "$@" >"$log" 2>&1 || status=$?
+  progress_stop "$status"
+  if [ "$status" -eq 0 ]; then
+    progress_mask <"$log"
+  else
+    echo "$what failed (exit status $status); its last lines:" >&2
+    tail -n 40 "$log" | progress_mask >&2
+  fi
+  rm -f "$log"
+  return "$status"
 }

@@ -33,7 +33,7 @@ from components.core import postgres as databases
 from components.core.container import LABEL_PREFIX, Attach, Healthcheck
 from components.core.deployment import Deployment, FileSet
 from components.core.model import secret
-from components.core.scripts import script
+from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
 
@@ -386,19 +386,22 @@ class _OneOff:
             *(f"--env={k}" for k in sorted({**env, **secret_env})),
         ]
         lines = [
-            "docker run",
+            # Minutes of migrations on an upgrade: progress lines on stderr, rails' own output kept aside
+            # (it may print a setting it was given) and shown masked (core/scripts/progress.sh).
+            f"progress_run {shlex.quote(f'chat {role}')} docker run",
             '--network="$VH_CHAT_NETWORK"',
             *(shlex.quote(flag) for flag in flags),
             '"$VH_CHAT_IMAGE"',
             " ".join(shlex.quote(part) for part in command),
         ]
-        script = " \\\n  ".join(lines) + "\n"
+        script = PROGRESS + " \\\n  ".join(lines) + "\n"
         return self._d.run(
             f"{SERVICE}-{role}",
             script,
             parent=self._parent,
-            env={**env, **self._control},
+            env={**env, **self._control, "VH_SECRET_NAMES": " ".join(sorted(secret_env))},
             secret_env=secret_env,
+            progress=True,
             triggers=list(triggers),
             depends_on=list(depends_on),
         )
