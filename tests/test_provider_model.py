@@ -86,23 +86,7 @@ def test_a_container_reads_back_in_the_providers_form() -> None:
     assert [(c.name, c.action, c.fields) for c in changes] == [("probe", "replace", ["cpus"])]
 
 
-@pytest.mark.parametrize("stack_file", list(harness.iter_stack_files()), ids=lambda p: p.name)
-def test_a_no_op_second_run_of_a_shipped_stack_changes_nothing(stack_file: Path) -> None:
-    """Before the fix: 13 of clienteA's containers replaced (cpus 0.05 stored as "0.1", healthcheck
-    "60s" stored as "1m0s"), and hub-redis-cache refused at create."""
-    first = harness.plan_stack(stack_file)
-    again = harness.plan_stack(stack_file)
-    assert harness.second_run(first, again) == []
-
-
-def test_bumping_one_image_replaces_its_containers_only() -> None:
-    before = harness.run(make_stack(["hub", "chat"]))
-    after = harness.run(make_stack(["hub", "chat"], versions={"chatRedis": "8.6.8-alpine"}))
-    changes = harness.second_run(before, after)
-    replaced = {(c.type, c.name) for c in changes if c.type != "docker:index/remoteImage:RemoteImage"}
-    assert ("docker:index/remoteImage:RemoteImage", "image-chatRedis") in {(c.type, c.name) for c in changes}
-    assert (provider_model.CONTAINER, "chat-redis") in replaced
-    assert {n for t, n in replaced if t == provider_model.CONTAINER} == {"chat-redis"}
+# Every shipped stack in every mode, and one-image bumps: tests/test_second_run.py.
 
 
 def test_a_cpu_cap_the_provider_cannot_store_is_refused_with_the_fix() -> None:
