@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.versions import IMAGES
+from components.core.versions import IMAGES
 from tools import harness, provider_model
 
 MODES = ("suite", "attach", "standalone")
