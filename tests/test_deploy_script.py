@@ -78,7 +78,9 @@ def fake_bin(tmp_path: Path) -> Path:
         "pulumi": FAKE_PULUMI.format(
             log=log, env_log=tmp_path / "up-env.log", empty=tmp_path / "no-outputs.json"
         ),
-        "docker": f'#!/bin/sh\necho "docker $*" >> {log}\n',
+        # `docker info` as tools/preflight.py asks it: a host that keeps what the stacks write.
+        "docker": f'#!/bin/sh\necho "docker $*" >> {log}\n[ "$1" = info ] && echo '
+        '"{\\"ServerVersion\\":\\"28.5.1\\",\\"SwapLimit\\":${FAKE_SWAP_LIMIT:-true}}"\nexit 0\n',
         # `uv run --frozen --no-sync python ARGS` runs ARGS with this interpreter, as uv would with .venv's.
         "uv": f'#!/bin/sh\necho "uv $*" >> {log}\n'
         f'[ "$1" = run ] && {{ shift 4; exec {sys.executable} "$@"; }}\nexit 0\n',
@@ -127,6 +129,8 @@ def test_first_deploy_creates_the_stack_on_the_local_backend_then_runs_up_with_t
     assert calls(fake_bin) == [
         "pulumi version",
         "uv sync --locked --quiet --compile-bytecode",
+        "uv run --frozen --no-sync python -m tools.preflight clienteA",
+        "docker info --format {{json .}}",
         f"pulumi login {backend}",
         "pulumi stack select clienteA",
         "pulumi stack init clienteA --secrets-provider passphrase",
@@ -190,6 +194,12 @@ def test_a_missing_cli_gets_the_install_command(fake_bin: Path) -> None:
     (fake_bin / "pulumi").chmod(0o755)
     result = run(fake_bin, "clienteA")
     assert result.returncode == 2 and "docker (the CLI) is not installed" in result.stderr
+
+
+def test_a_host_precondition_that_fails_stops_before_pulumi_up(fake_bin: Path) -> None:
+    result = run(fake_bin, "clienteA", "--yes", FAKE_SWAP_LIMIT="false")
+    assert result.returncode == 1 and "swap accounting is off" in result.stderr
+    assert not any(call.startswith("pulumi up") for call in calls(fake_bin))
 
 
 def test_refuses_without_a_passphrase(fake_bin: Path) -> None:

@@ -3,6 +3,7 @@ by pulumi-docker 5.x), and a second, no-op `up` over the first one's state repla
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -85,23 +86,7 @@ def test_a_container_reads_back_in_the_providers_form() -> None:
     assert [(c.name, c.action, c.fields) for c in changes] == [("probe", "replace", ["cpus"])]
 
 
-@pytest.mark.parametrize("stack_file", list(harness.iter_stack_files()), ids=lambda p: p.name)
-def test_a_no_op_second_run_of_a_shipped_stack_changes_nothing(stack_file: Path) -> None:
-    """Before the fix: 13 of clienteA's containers replaced (cpus 0.05 stored as "0.1", healthcheck
-    "60s" stored as "1m0s"), and hub-redis-cache refused at create."""
-    first = harness.plan_stack(stack_file)
-    again = harness.plan_stack(stack_file)
-    assert harness.second_run(first, again) == []
-
-
-def test_bumping_one_image_replaces_its_containers_only() -> None:
-    before = harness.run(make_stack(["hub", "chat"]))
-    after = harness.run(make_stack(["hub", "chat"], versions={"chatRedis": "8.6.8-alpine"}))
-    changes = harness.second_run(before, after)
-    replaced = {(c.type, c.name) for c in changes if c.type != "docker:index/remoteImage:RemoteImage"}
-    assert ("docker:index/remoteImage:RemoteImage", "image-chatRedis") in {(c.type, c.name) for c in changes}
-    assert (provider_model.CONTAINER, "chat-redis") in replaced
-    assert {n for t, n in replaced if t == provider_model.CONTAINER} == {"chat-redis"}
+# Every shipped stack in every mode, and one-image bumps: tests/test_second_run.py.
 
 
 def test_a_cpu_cap_the_provider_cannot_store_is_refused_with_the_fix() -> None:
@@ -183,3 +168,200 @@ def test_a_field_the_provider_cannot_update_in_place_replaces_the_container(plan
     assert containers == [("hub-redis-cache", "replace", ["tmpfs"])]
     # The new container has a new id: the steps triggered by container ids run again.
     assert {c.action for c in changes if c.type != provider_model.CONTAINER} <= {"re-run"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The other resource types, sets versus lists, and what the host adds to the read-back
+# ---------------------------------------------------------------------------------------------------
+
+
+def _edited(before: harness.Plan, name: str, type_: str, edit: Any) -> harness.Plan:
+    """`before` with one resource's inputs changed by `edit(inputs)`: the next run's inputs."""
+    after = harness.Plan(before.stack, [], before.outputs)
+    for r in before.resources:
+        inputs = dict(r.inputs)
+        if r.name == name and r.type == type_:
+            edit(inputs)
+        after.resources.append(harness.PlannedResource(**{**r.__dict__, "inputs": inputs}))
+    return after
+
+
+def _summary(changes: list[harness.Change]) -> set[tuple[str, str, str]]:
+    return {(c.type.rsplit(":", 1)[-1], c.name, c.action) for c in changes}
+
+
+def test_a_password_the_provider_cannot_generate_is_refused_at_create() -> None:
+    """resource_password.go passwordSchemaV3: length AtLeast(1) and AtLeastSumOf(min_*); the wording is
+    terraform-plugin-framework-validators' ("Attribute length value must be at least sum of ...")."""
+    import pulumi_random as random
+
+    def program() -> None:
+        random.RandomPassword("short", length=4, min_upper=2, min_lower=2, min_numeric=1)
+
+    with pytest.raises(provider_model.ProviderError, match="must be at least sum of min_upper"):
+        harness.run(make_stack(["hub"]), program)
+
+    def none_allowed() -> None:
+        random.RandomPassword("empty", length=8, upper=False, lower=False, numeric=False, special=False)
+
+    with pytest.raises(provider_model.ProviderError, match="at least one attribute"):
+        harness.run(make_stack(["hub"]), none_allowed)
+
+
+def test_every_generated_secret_is_satisfiable(plan: Any) -> None:
+    """The suite's own passwords pass the provider's checks (the harness raises otherwise)."""
+    p = plan(["hub", "chat", "flow", "agent"])
+    assert len(p.of_type(provider_model.PASSWORD)) >= 10
+
+
+def test_reordering_a_set_is_no_change_and_reordering_a_list_replaces(plan: Any) -> None:
+    """labels, mounts, networksAdvanced, envs, capabilities.drops are TypeSet in resource_docker_container.go:
+    the SDK hashes their elements, so order never shows in a diff. command is a TypeList: order is the
+    argv, a new order is a new container."""
+    before = plan(["hub"])
+
+    def reorder_sets(inputs: dict[str, Any]) -> None:
+        for key in ("labels", "mounts", "networksAdvanced", "envs"):
+            if isinstance(inputs.get(key), list):
+                inputs[key] = list(reversed(inputs[key]))
+
+    backend = before.container("hub-backend")
+    assert len(backend.plain_inputs["networksAdvanced"]) > 1 and len(backend.plain_inputs["labels"]) > 1
+    same = harness.second_run(before, _edited(before, backend.name, provider_model.CONTAINER, reorder_sets))
+    assert same == []
+
+    def reorder_command(inputs: dict[str, Any]) -> None:
+        inputs["command"] = list(reversed(inputs["command"]))
+
+    worker = next(c for c in before.containers() if len(c.plain_inputs.get("command") or []) > 1)
+    changes = harness.second_run(
+        before, _edited(before, worker.name, provider_model.CONTAINER, reorder_command)
+    )
+    assert [(c.name, c.action, c.fields) for c in changes if c.type == provider_model.CONTAINER] == [
+        (worker.name, "replace", ["command"])
+    ]
+
+
+def test_published_ports_compare_as_the_provider_suppresses_them(plan: Any) -> None:
+    """ports is a TypeList read back sorted by port (flattenContainerPorts); its DiffSuppressFunc compares
+    each stored binding with the FIRST new one of the same internal port. Ports of one binding each may
+    come in any order; Traefik's IPv4 and IPv6 bindings of one port never pass that comparison, so its
+    list must be exactly the read-back order: by port, then as the engine lists one port's bindings."""
+    one_each = [
+        docker.ContainerPortArgs(internal=8443, external=443),
+        docker.ContainerPortArgs(internal=8000),
+    ]
+    probe = harness.run(make_stack(["hub"]), _one_container(ports=one_each))
+    stored = harness.plain(probe.state[(provider_model.CONTAINER, "probe")])["ports"]
+    assert [p["internal"] for p in stored] == [8000, 8443]
+    assert harness.second_run(probe, probe) == []  # given 8443 first: a difference, suppressed
+
+    before = plan(["hub"])
+    traefik = before.container("edge-traefik")
+    given = [(p["internal"], p["ip"]) for p in traefik.plain_inputs["ports"]]
+    assert given == [(8000, "0.0.0.0"), (8000, "::"), (8443, "0.0.0.0"), (8443, "::")]
+    assert harness.second_run(before, plan(["hub"])) == []
+    for reorder in (
+        lambda p: p[2:] + p[:2],  # 8443 before 8000, each port's bindings in order
+        lambda p: [p[1], p[0], *p[2:]],  # :: before 0.0.0.0 on one port
+    ):
+
+        def edit(inputs: dict[str, Any], reorder: Any = reorder) -> None:
+            inputs["ports"] = reorder(inputs["ports"])
+
+        changes = harness.second_run(before, _edited(before, traefik.name, provider_model.CONTAINER, edit))
+        assert ("Container", traefik.name, "replace") in _summary(changes)
+
+    # An engine that lists one port's bindings reversed (Debian 12's docker.io 20.10.24, measured by
+    # test_port_binding_order_on_a_real_engine): Traefik would be replaced by every `pulumi up`.
+    reversed_engine = provider_model.HostFacts(port_order="reversed")
+    changes = harness.second_run(harness.run(make_stack(["hub"]), host=reversed_engine), plan(["hub"]))
+    assert [(c.name, c.fields) for c in changes if c.type == provider_model.CONTAINER] == [
+        (traefik.name, ["ports"])
+    ]
+
+
+def test_networks_volumes_and_images_replace_on_their_force_new_fields(plan: Any) -> None:
+    """resource_docker_network.go / resource_docker_volume.go: every field ForceNew; resource_docker_image.go:
+    keep_locally has no ForceNew (an update), name has (a new pull, new containers)."""
+    before = plan(["hub"])
+    net = next(n for n in before.of_type(provider_model.NETWORK) if n.plain_inputs.get("labels"))
+
+    def internal(inputs: dict[str, Any]) -> None:
+        inputs["internal"] = not inputs.get("internal", False)
+
+    changes = harness.second_run(before, _edited(before, net.name, provider_model.NETWORK, internal))
+    assert ("Network", net.name, "replace") in _summary(changes)
+
+    def relabel(inputs: dict[str, Any]) -> None:
+        inputs["labels"] = list(reversed(inputs.get("labels") or [])) * 2  # order and duplicates: a set
+
+    assert harness.second_run(before, _edited(before, net.name, provider_model.NETWORK, relabel)) == []
+
+    image = before.get(provider_model.IMAGE, "image-mariadb")
+
+    def keep(inputs: dict[str, Any]) -> None:
+        inputs["keepLocally"] = False
+
+    assert _summary(harness.second_run(before, _edited(before, image.name, provider_model.IMAGE, keep))) == {
+        ("RemoteImage", image.name, "update")
+    }
+
+
+def test_a_command_re_runs_when_its_inputs_change_and_triggers_replace_it(plan: Any) -> None:
+    """pulumi-command 1.2.1: triggers is replaceOnChanges (common/inputs.go); any other change is an Update
+    that runs `update`, else `create` (local/commandController.go)."""
+    before = plan(["hub"])
+    step = before.get("command:local:Command", "hub-url")
+
+    def env(inputs: dict[str, Any]) -> None:
+        inputs["environment"] = {**inputs["environment"], "PUBLIC_URL": "https://erp.clientea.com"}
+
+    changes = harness.second_run(before, _edited(before, step.name, step.type, env))
+    assert [(c.name, c.action, c.fields) for c in changes] == [("hub-url", "re-run", ["environment"])]
+    assert not provider_model.forces_replacement(step.type, "environment")
+    assert provider_model.forces_replacement(step.type, "triggers")
+
+
+def test_a_replaced_password_reaches_whatever_carries_it(plan: Any) -> None:
+    """A replacement generates a new result: every input that carries the old one changes with it."""
+    before = plan(["hub"])
+    password = before.get(provider_model.PASSWORD, "hub-admin-password")
+
+    def longer(inputs: dict[str, Any]) -> None:
+        inputs["length"] = 40
+
+    changes = harness.second_run(before, _edited(before, password.name, password.type, longer))
+    assert ("RandomPassword", "hub-admin-password", "replace") in _summary(changes)
+    old = harness.plain(before.state[(password.type, password.name)]["result"])
+    carriers = {r.name for r in before.resources if old in json.dumps(r.plain_inputs)}
+    assert carriers and carriers <= {c.name for c in changes}
+
+
+def test_a_host_without_swap_accounting_updates_every_capped_container_on_every_run() -> None:
+    """funcs.go resourceDockerContainerRead stores memory_swap as the engine kept it: -1 once the engine
+    dropped the limit for want of swap accounting (tools/preflight.py refuses such a host)."""
+    stack = make_stack(["hub"])
+    first = harness.run(stack, host=provider_model.HostFacts(swap_limit=False))
+    changes = harness.second_run(first, harness.run(stack))
+    capped = [c for c in first.containers() if "memorySwap" in c.plain_inputs]
+    assert capped
+    assert {(c.name, c.action, tuple(c.fields)) for c in changes} == {
+        (c.name, "update", ("memorySwap",)) for c in capped
+    }
+
+
+def test_daemon_log_opts_merge_into_the_read_back_and_replace_every_container() -> None:
+    """moby daemon/logs.go mergeAndVerifyLogConfig adds daemon.json log-opts the container leaves out;
+    the provider reads HostConfig.LogConfig.Config back whole, and log_opts is ForceNew."""
+    stack = make_stack(["hub"])
+    host = provider_model.HostFacts(log_opts={"max-size": "100m", "compress": "true"})
+    first = harness.run(stack, host=host)
+    state = harness.plain(first.state[(provider_model.CONTAINER, "hub-backend")])
+    assert state["logOpts"] == {"max-size": "10m", "max-file": "3", "compress": "true"}
+    changes = harness.second_run(first, harness.run(stack, host=host))
+    assert {c.action for c in changes if c.type == provider_model.CONTAINER} == {"replace"}
+    assert all(c.fields == ["logOpts"] for c in changes if c.type == provider_model.CONTAINER)
+    # The same daemon.json key the stack sets itself changes nothing: the container's own value wins.
+    same = provider_model.HostFacts(log_opts={"max-size": "100m", "max-file": "5"})
+    assert harness.second_run(harness.run(stack, host=same), harness.run(stack)) == []

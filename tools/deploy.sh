@@ -5,7 +5,9 @@
 #
 # 1. checks the Pulumi CLI (at least Pulumi.yaml's requiredPulumiVersion), Docker and the passphrase file;
 # 2. installs the locked Python dependencies (uv, .venv), uv itself first when missing (into a private
-#    virtualenv: PEP 668 refuses `pip install --user` on Debian 12 and Ubuntu 24.04);
+#    virtualenv: PEP 668 refuses `pip install --user` on Debian 12 and Ubuntu 24.04), then checks that
+#    the Docker host keeps what the stack writes (tools/preflight.py: swap accounting, daemon.json
+#    log-opts, the engine's port binding order), else stops with the fix;
 # 3. logs in to the local file backend (no Pulumi Cloud account): $PULUMI_BACKEND_URL, default
 #    file://~/.pulumi-versatilehub;
 # 4. selects the stack, creating it with the passphrase secrets provider the first time;
@@ -103,6 +105,7 @@ fi
 export PATH
 export UV_PYTHON_DOWNLOADS=never
 uv sync --locked --quiet --compile-bytecode # .pyc now: imports are most of a plan's time
+uv run --frozen --no-sync python -m tools.preflight "$stack" # host preconditions (operator guide, section 1)
 
 # The backend. Pulumi expands file://~ itself, but the mkdir below would not (a literal ~ folder).
 backend="${PULUMI_BACKEND_URL:-file://~/.pulumi-versatilehub}"

@@ -56,8 +56,12 @@ def available() -> str | None:
 class Engine:
     """One dockerd under a temporary folder. `stop()` ends it and removes everything it made."""
 
-    def __init__(self, root: Path | None = None, start_timeout: float = 60.0):
+    def __init__(
+        self, root: Path | None = None, start_timeout: float = 60.0, daemon_args: Sequence[str] = ()
+    ):
         self.root = Path(root or tempfile.mkdtemp(prefix="vh-engine-"))
+        # Extra dockerd options (`--config-file=...` for a daemon.json a test writes), after the defaults.
+        self.daemon_args = tuple(daemon_args)
         self.socket = self.root / "docker.sock"
         self.host = f"unix://{self.socket}"
         self.start_timeout = start_timeout
@@ -83,6 +87,7 @@ class Engine:
                 f"--default-address-pool=base=10.{pool}.0.0/16,size=24",
                 "--storage-driver=overlay2",
                 "--log-level=warn",
+                *self.daemon_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

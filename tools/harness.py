@@ -319,35 +319,38 @@ def _subnet(name: str) -> str:
 class Recorder(mocks.Mocks):
     """Answers for the providers: what `pulumi up` would get back, made deterministic."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: provider_model.HostFacts = provider_model.DOCUMENTED_HOST) -> None:
         self.state: dict[tuple[str, str], dict[str, Any]] = {}  # (type, name) -> outputs, as after `up`
+        self.host = host
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         rid = hashlib.sha256(f"{args.typ}::{args.name}".encode()).hexdigest()
         typ = args.typ
-        if typ == "docker:index/remoteImage:RemoteImage":
+        # As the real provider: refuse at create what it refuses, then store its read-back form.
+        provider_model.validate(typ, args.name, plain(inputs))
+        inputs = provider_model.read_back(typ, args.name, inputs, self.host)
+        if typ == provider_model.IMAGE:
             ref = plain(inputs["name"])
             repo = ref.split("@")[0].rsplit(":", 1)[0]
             digest = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
-            # The container's `image` shows the pinned reference, so a plan reads like the stack file.
+            # The real image_id is the engine's "sha256:..." id; here the container's `image` shows the
+            # pinned reference, so a plan reads like the stack file (a new pin is a new id either way).
             inputs.update(imageId=ref, repoDigest=f"{repo}@{digest}")
-        elif typ == "docker:index/network:Network":
+        elif typ == provider_model.NETWORK:
             inputs.setdefault("ipamConfigs", [{"subnet": _subnet(plain(inputs.get("name", args.name)))}])
-            inputs.setdefault("driver", "bridge")
         elif typ == provider_model.CONTAINER:
-            # As the real provider: refuse at create what it refuses, then store its read-back form.
-            provider_model.validate_container(args.name, plain(inputs))
-            inputs = provider_model.container_read_back(inputs)
             inputs.update(id=rid[:64])
-        elif typ == "random:index/randomPassword:RandomPassword":
+        elif typ == provider_model.PASSWORD:
             result = _fake_password(inputs, args.name)
             inputs.update(result=wrap_secret(result), bcryptHash=wrap_secret(_bcrypt(result, args.name)))
-        elif typ == "random:index/randomBytes:RandomBytes":
+        elif typ == provider_model.BYTES:
             raw = random.Random(_seed("bytes", args.name)).randbytes(int(inputs.get("length", 32)))
             inputs.update(hex=wrap_secret(raw.hex()), base64=wrap_secret(base64.b64encode(raw).decode()))
-        elif typ in ("command:local:Command", "command:remote:Command"):
+        elif typ in provider_model.COMMANDS:
             inputs.update(stdout=wrap_secret(""), stderr=wrap_secret(""))
+            if typ == provider_model.REMOTE_COMMAND and "connection" in inputs:
+                inputs["connection"] = wrap_secret(plain(inputs["connection"]))  # provider:"secret"
         resource_id = f"{args.name}-{rid[:12]}"
         self.state[(typ, args.name)] = {**inputs, STATE_ID: resource_id}
         return resource_id, inputs
@@ -507,22 +510,27 @@ def _offline_engine() -> Iterator[None]:
             gc.enable()
 
 
-def run(stack: StackConfig, program: Callable[[], Any] | None = None) -> Plan:
+def run(
+    stack: StackConfig,
+    program: Callable[[], Any] | None = None,
+    host: provider_model.HostFacts = provider_model.DOCUMENTED_HOST,
+) -> Plan:
     """Run `program` (default: the project's `__main__.py`) for `stack` under mocks; return the plan.
 
     A fresh event loop, runtime settings, config and recorder each time, so runs never leak into each other.
-    Exceptions from the program (a ConfigError for bad config) propagate unchanged.
+    Exceptions from the program (a ConfigError for bad config) propagate unchanged. `host`: what the Docker
+    host adds to the read-back (provider_model.HostFacts; the default is the documented precondition).
     """
     with _offline_engine():
-        return _run(stack, program)
+        return _run(stack, program, host)
 
 
-def _run(stack: StackConfig, program: Callable[[], Any] | None) -> Plan:
+def _run(stack: StackConfig, program: Callable[[], Any] | None, host: provider_model.HostFacts) -> Plan:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         settings.ROOT.set(None)
-        recorder = Recorder()
+        recorder = Recorder(host)
         monitor = RecordingMonitor(recorder)
         mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack.name, preview=False, monitor=monitor)
         pulumi.runtime.set_all_config(dict(stack.values), list(stack.secret_keys))
@@ -578,38 +586,74 @@ class Change:
     fields: list[str]  # the fields that differ (for a replace: the ones that force it)
 
 
+# Outputs that a replacement makes new (the engine's container id, a new random value): whatever carries
+# the old one in its inputs changes with it. Image ids are left out: in the harness a new pin is already
+# a new `imageId`, and two images pinned alike (hubRedis, chatRedis) share one.
+_REGENERATED = {
+    provider_model.CONTAINER: ("id", STATE_ID),
+    provider_model.PASSWORD: ("result", "bcryptHash"),
+    provider_model.BYTES: ("hex", "base64"),
+}
+
+
+def _values(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _values(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _values(v)
+    elif isinstance(value, str) and len(value) >= 16:  # ids and generated values, never a short word
+        yield value
+
+
 def second_run(before: Plan, after: Plan) -> list[Change]:
-    """What the engine would do running `after` over the state `before` left: the provider diffs each
-    resource's new inputs against its read-back state (tools/provider_model.py). A replaced container
-    gets a new id, so a command whose inputs (triggers) carry the old id runs again."""
-    changes: list[Change] = []
-    new_ids: set[str] = set()
-    for r in after.resources:
-        if not r.custom or r.type != provider_model.CONTAINER:
-            continue
-        state = before.state.get((r.type, r.name))
-        if state is None:
-            changes.append(Change(r.type, r.name, "create", []))
-            continue
-        fields = provider_model.changed_fields(r.plain_inputs, plain(state))
-        forcing = [
-            f for f in fields if f not in provider_model.UPDATABLE or f in r.options["replaceOnChanges"]
-        ]
-        if forcing:
-            changes.append(Change(r.type, r.name, "replace", forcing))
-            new_ids.add(str(state[STATE_ID]))
-        elif fields:
-            changes.append(Change(r.type, r.name, "update", fields))
-    for r in after.resources:
-        if not r.custom or r.type == provider_model.CONTAINER:
-            continue
-        state = before.state.get((r.type, r.name))
-        if state is None:
-            changes.append(Change(r.type, r.name, "create", []))
-            continue
-        fields = provider_model.changed_fields(r.plain_inputs, plain(state))
-        carried = json.dumps(r.plain_inputs)
-        if fields or any(i in carried for i in new_ids):
-            action = "re-run" if r.type.startswith("command:") else "replace"
-            changes.append(Change(r.type, r.name, action, fields or ["(a replaced container's id)"]))
-    return changes
+    """What the engine would do running `after` over the state `before` left: each provider diffs the
+    resource's new inputs against its read-back state (tools/provider_model.py): sets as sets, lists by
+    index; a changed ForceNew field (or one in replaceOnChanges) replaces, any other change updates. A
+    replacement regenerates its outputs (a container's id, a password), so whatever carries the old ones
+    changes too, to a fixed point: a command whose triggers carry a replaced container's id runs again."""
+    stale: set[str] = set()
+    decided: dict[tuple[str, str], Change] = {}
+    for _ in range(len(after.resources) + 1):
+        grew = False
+        for r in after.resources:
+            if not r.custom or r.type.startswith("pulumi:providers:"):
+                continue
+            key = (r.type, r.name)
+            state = before.state.get(key)
+            if state is None:
+                decided.setdefault(key, Change(r.type, r.name, "create", []))
+                continue
+            inputs = r.plain_inputs
+            fields = provider_model.changed_fields(inputs, plain(state), r.type)
+            carried = [
+                k for k, v in inputs.items() if k not in fields and any(x in stale for x in _values(v))
+            ]
+            if not fields and not carried:
+                continue
+            forcing = [
+                f
+                for f in [*fields, *carried]
+                if provider_model.forces_replacement(r.type, f)
+                or f in r.options["replaceOnChanges"]
+                or any(o.split("[", 1)[0] == f for o in r.options["replaceOnChanges"])
+            ]
+            if r.type in provider_model.COMMANDS:
+                change = Change(r.type, r.name, "re-run", sorted([*fields, *carried]))
+            elif forcing:
+                change = Change(r.type, r.name, "replace", sorted(forcing))
+            else:
+                change = Change(r.type, r.name, "update", sorted(fields))
+            if decided.get(key) != change:
+                decided[key] = change
+                grew = True
+            if change.action in ("replace", "re-run") and r.type in _REGENERATED:
+                new = {str(plain(state[k])) for k in _REGENERATED[r.type] if k in state}
+                if not new <= stale:
+                    stale |= new
+                    grew = True
+        if not grew:
+            break
+    order = {(r.type, r.name): i for i, r in enumerate(after.resources)}
+    return sorted(decided.values(), key=lambda c: order[(c.type, c.name)])

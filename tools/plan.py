@@ -3,6 +3,7 @@
     python -m tools.plan clienteA            # a table: type, name, image, networks, published ports, memory
     python -m tools.plan Pulumi.clienteB.yaml --json
     python -m tools.plan clienteA --after-up  # what a second, no-op `pulumi up` would replace or re-run
+    python -m tools.plan clienteA --after-up --bump erpnext=v16.32.4   # ... after moving one image
 
 It runs the real program under Pulumi's mock runtime (tools/harness.py). It is NOT `pulumi preview`: it
 knows nothing about what already runs on the server, so it lists what the stack declares rather than a
@@ -84,6 +85,21 @@ def table(plan: harness.Plan) -> str:
     return "\n".join(lines)
 
 
+def _bumped(ref: str, bumps: list[str]) -> harness.StackConfig:
+    """The stack with `versatilehub:versions` moved as IMAGE=TAG says (the config model checks the tag)."""
+    path = harness.resolve_stack(ref)
+    doc = dict(harness.load_stack_document(path))
+    versions = dict(doc.get(f"{harness.PROJECT}:versions") or {})
+    for bump in bumps:
+        image, sep, tag = bump.partition("=")
+        if not sep or not image or not tag:
+            raise ValueError(f"--bump {bump}: write IMAGE=TAG, e.g. --bump erpnext=v16.32.4")
+        versions[image] = tag
+    doc[f"{harness.PROJECT}:versions"] = versions
+    name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+    return harness.with_placeholder_secrets(harness.stack_config(name, doc))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="a stack name (clienteA) or a path to a Pulumi.<stack>.yaml file")
@@ -93,14 +109,30 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="plan twice and print what a second `pulumi up` over the first one's state would change",
     )
+    parser.add_argument(
+        "--bump",
+        action="append",
+        default=[],
+        metavar="IMAGE=TAG",
+        help="with --after-up: the second run moves this image (as versatilehub:versions.IMAGE would)",
+    )
     args = parser.parse_args(argv)
     try:
         plan = harness.plan_stack(args.stack)
         if args.after_up:
-            changes = harness.second_run(plan, harness.plan_stack(args.stack))
+            stack = harness.read_stack_file(args.stack)
+            if args.bump:
+                stack = _bumped(args.stack, args.bump)
+            changes = harness.second_run(plan, harness.run(stack))
             for c in changes:
                 print(f"{c.action:8} {SHORT_TYPES.get(c.type, c.type)} {c.name}: {', '.join(c.fields)}")
-            print(f"stack {plan.stack}: a second run changes {len(changes)} resources")
+            count = {a: sum(1 for c in changes if c.action == a and c.type == provider_model.CONTAINER)
+                     for a in ("replace", "update")}  # fmt: skip
+            steps = sum(1 for c in changes if c.action == "re-run")
+            print(
+                f"stack {plan.stack}: a second run replaces {count['replace']} containers, updates "
+                f"{count['update']}, re-runs {steps} commands ({len(changes)} resources change)"
+            )
             return 0
     except ConfigError as exc:
         for line in exc.problems:
