@@ -96,6 +96,11 @@ class Locked(Failure):
     """The repository is locked by another restic process."""
 
 
+class Partial(Failure):
+    """A snapshot was saved, but restic could not read some files (its exit 3), twice: the snapshot is kept,
+    tagged partial; the run reports it as result "partial" and exits 1."""
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 
@@ -402,15 +407,21 @@ def _tags(snapshot: dict[str, Any], key: str) -> list[str]:
     return [t[len(prefix) :] for t in snapshot.get("tags") or [] if t.startswith(prefix)]
 
 
+def is_partial(snapshot: dict[str, Any]) -> bool:
+    """restic could not read some files for it (exit 3; Partial)."""
+    return "partial" in (snapshot.get("tags") or [])
+
+
 def is_complete(snapshot: dict[str, Any]) -> bool:
-    """A snapshot of the whole client (not one service's pre-update snapshot)."""
-    return not _tags(snapshot, "service")
+    """A snapshot of the whole client (not one service's pre-update snapshot) with every file in it."""
+    return not _tags(snapshot, "service") and not is_partial(snapshot)
 
 
 def _describe(snapshot: dict[str, Any]) -> str:
     reason = ",".join(_tags(snapshot, "reason")) or "?"
     scope = ",".join(_tags(snapshot, "service")) or "all services"
-    return f"{snapshot['short_id']} {snapshot['time'][:19].replace('T', ' ')} {reason} ({scope})"
+    partial = ", partial" if is_partial(snapshot) else ""
+    return f"{snapshot['short_id']} {snapshot['time'][:19].replace('T', ' ')} {reason} ({scope}{partial})"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -761,14 +772,19 @@ def run(m: Manifest, env_file: str, reason: str, services: Sequence[str]) -> str
             if name != "manifest.json":
                 shutil.rmtree(os.path.join(m.stage, name), ignore_errors=True)
 
+    partial: Partial | None = None
     try:
         snapshot = _snapshot(m, restic, reason, services, sources, scope)
+    except Partial as kept:
+        partial, snapshot = kept, ""
     finally:
         # Whatever happened, no database copy stays on disk: the dumps are in the repository, or worthless.
         for service in scope:
             shutil.rmtree(os.path.join(m.stage, service), ignore_errors=True)
     if reason == "daily" and not services:
-        retention(m, restic)
+        retention(m, restic)  # partial snapshots are a group of their own (tag partial): kept by the policy
+    if partial:
+        raise partial
     say(f"backup of {m.client} done in {time.monotonic() - started:.1f} s")
     return snapshot
 
@@ -824,21 +840,41 @@ def _snapshot(
         ["backup", "--host", m.client] + [a for t in tags for a in ("--tag", t)] + excludes + ["--", *paths]
     )
     clock = time.monotonic()
-    proc = restic.locking(args, mounts=[(p, False) for p in paths], accept=(0, 3))
+    mounts = [(p, False) for p in paths]
+    proc = restic.locking(args, mounts=mounts, accept=(0, 3))
+    snapshot = _saved(proc)
     if proc.returncode == 3:
-        # Some files could not be read: that snapshot is not whole, so it must not count as a good one.
-        partial = SNAPSHOT_SAVED.search(proc.stdout)
-        if partial:
-            restic.run(["forget", partial.group(1)])
-        raise Failure(
-            f"restic could not read every file; the incomplete snapshot was removed: {_tail(proc.stderr)}"
-        )
-    saved = SNAPSHOT_SAVED.search(proc.stdout)
-    if not saved:
-        raise Failure(f"restic backup reported no snapshot: {_tail(proc.stdout)}")
-    snapshot = saved.group(1)
+        # restic's exit 3: the snapshot is saved, but some files could not be read (a log rotated away
+        # mid-run, a file without read access). Most of the day is in it: keep it, and try once more, as
+        # the cause is often gone seconds later. The newer of the two stays; a partial one is tagged so.
+        first, unread = snapshot, _tail(proc.stderr, 4)
+        say(f"snapshot {first} is partial (restic could not read some files: {unread}); trying once more")
+        try:
+            proc = restic.locking(args, mounts=mounts, accept=(0, 3))
+        except Failure as retry:
+            restic.locking(["tag", "--add", "partial", first])
+            raise Partial(
+                f"snapshot {first} kept, tagged partial: restic could not read some files ({unread}), "
+                f"and the retry failed: {retry}"
+            ) from None
+        snapshot = _saved(proc)
+        restic.locking(["forget", first])
+        if proc.returncode == 3:
+            restic.locking(["tag", "--add", "partial", snapshot])
+            raise Partial(
+                f"snapshot {snapshot} kept, tagged partial: restic could not read some files twice: "
+                f"{_tail(proc.stderr, 4)}"
+            )
+        say(f"the retry read every file: snapshot {snapshot} replaces the partial {first}")
     say(f"snapshot {snapshot} saved ({reason}, {', '.join(scope)}) in {time.monotonic() - clock:.1f} s")
     return snapshot
+
+
+def _saved(proc: subprocess.CompletedProcess[str]) -> str:
+    saved = SNAPSHOT_SAVED.search(proc.stdout)
+    if not saved:
+        raise Failure(f"restic backup reported no snapshot: {_tail(proc.stdout)} {_tail(proc.stderr, 3)}")
+    return saved.group(1)
 
 
 def retention(m: Manifest, restic: Restic) -> None:
@@ -884,8 +920,8 @@ def _pick(snapshots: Sequence[dict[str, Any]], wanted: str, services: Sequence[s
         scope = _tags(s, "service")
         return not scope or (bool(services) and set(services) <= set(scope))
 
-    if wanted == "latest":
-        usable = [s for s in snapshots if holds(s)]
+    if wanted == "latest":  # a partial snapshot only by its id
+        usable = [s for s in snapshots if holds(s) and not is_partial(s)]
         if not usable:
             raise Failure("no snapshot holds " + (", ".join(services) or "the whole client"))
         return usable[-1]
@@ -1182,7 +1218,8 @@ def recorded(m: Manifest, reason: str, services: Sequence[str]) -> Iterator[None
         yield
         record.update(result="ok", message="")
     except BaseException as exc:
-        record.update(result="failed", message=str(exc) or type(exc).__name__)
+        result = "partial" if isinstance(exc, Partial) else "failed"
+        record.update(result=result, message=str(exc) or type(exc).__name__)
         raise
     finally:
         record["finished"] = int(time.time())

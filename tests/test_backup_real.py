@@ -1258,3 +1258,66 @@ def test_another_hosts_lock_is_never_removed(tmp_path: Path) -> None:
     assert "the repository is locked by another process" in proc.stderr
     assert "operator-laptop" in proc.stderr
     assert len(list((w.repo / "locks").iterdir())) == 1 and snapshots(w.repo) == []
+
+
+# -- a snapshot restic could not read whole (issue 17, item 9) --------------------------------------------
+
+
+def _unreadable_world(tmp: Path, heal_after_first: bool) -> tuple[World, Path, Path]:
+    """restic as the container runs it, without the capabilities that let root read anything (the image
+    gets DAC_READ_SEARCH only, and a file can still be unreadable: gone mid-run, a FUSE mount), so a file
+    of mode 000 is one it cannot read: exit 3. With heal_after_first, the first backup's end gives the file
+    its mode back, as a rotated log is gone by the retry. The world, the file, the status file."""
+    w = World(tmp)
+    location = _acme_only(w)
+    (Path(location.source) / "logs").mkdir()
+    unreadable = Path(location.source) / "logs" / "app.log"
+    unreadable.write_text("a log line\n")
+    unreadable.chmod(0)
+    wrapper = tmp / "restic-without-dac"
+    heal = f"chmod 644 {unreadable}; " if heal_after_first else ""
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'setpriv --bounding-set -dac_override,-dac_read_search restic "$@"\n'
+        "rc=$?\n"
+        f'case "$1 $*" in "backup "*--help*) ;; "backup "*) {heal}: ;; esac\n'
+        "exit $rc\n"
+    )
+    wrapper.chmod(0o755)
+    status = tmp / "monitor" / "backup.json"
+    settings = json.loads((w.home / "settings.json").read_text())
+    (w.home / "settings.json").write_text(
+        json.dumps({**settings, "restic": str(wrapper), "status_file": str(status)})
+    )
+    return w, unreadable, status
+
+
+def test_a_partial_snapshot_is_kept_tagged_partial_and_reported(tmp_path: Path) -> None:
+    """Before: restic's exit 3 threw the day's snapshot away, and the run failed."""
+    w, unreadable, status = _unreadable_world(tmp_path, heal_after_first=False)
+    proc = w.vh("run", "--reason", "daily", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "trying once more" in proc.stdout
+    assert "kept, tagged partial: restic could not read some files twice" in proc.stderr
+    assert str(unreadable) in proc.stderr, "the message names what could not be read"
+    [kept] = snapshots(w.repo)
+    assert sorted(kept["tags"]) == ["client=clientea", "partial", "reason=daily"]
+    assert "acme.json" in restic(w.repo, "ls", kept["id"]), "what could be read is in it"
+    recorded = json.loads(status.read_text())
+    assert recorded["result"] == "partial" and recorded["last_ok"] is None
+    assert "tagged partial" in recorded["message"]
+    # A partial snapshot is not a good backup: freshness does not count it, `restore latest` skips it.
+    assert w.vh("freshness", check=False).returncode == 1
+    assert "partial" in w.vh("snapshots").stdout
+    assert "no snapshot holds the whole client" in w.vh("restore", "latest", check=False).stderr
+
+
+def test_a_partial_snapshot_is_replaced_when_the_retry_reads_everything(tmp_path: Path) -> None:
+    w, _, status = _unreadable_world(tmp_path, heal_after_first=True)
+    proc = w.vh("run", "--reason", "daily")
+    assert "trying once more" in proc.stdout and "the retry read every file" in proc.stdout
+    [kept] = snapshots(w.repo)
+    assert sorted(kept["tags"]) == ["client=clientea", "reason=daily"]
+    assert "logs/app.log" in restic(w.repo, "ls", kept["id"])
+    assert json.loads(status.read_text())["result"] == "ok"
+    assert w.vh("freshness").returncode == 0
