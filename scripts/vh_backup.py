@@ -56,7 +56,11 @@ RESTIC_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?
 # The restic container may read everything for a backup, and set owners and modes for a restore; no more.
 READ_CAPS = ("DAC_READ_SEARCH",)
 WRITE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
-RESTIC_IN_IMAGE = "/usr/bin/restic"
+# The image's own entrypoint runs restic at these priorities (docker/entrypoint.sh at restic v0.19.1:
+# `exec nice -n $NICE [ionice -c $IONICE_CLASS -n $IONICE_PRIORITY] /usr/bin/restic "$@"`). The units' Nice=
+# and IOScheduling*= never reach it: dockerd starts the container, not the unit. Lowering one's own
+# priority needs no capability, so they apply with --cap-drop ALL.
+PRIORITY = {"NICE": "10", "IONICE_CLASS": "2", "IONICE_PRIORITY": "7"}  # best-effort, lowest level
 # How long a command waits for another host's live lock before it fails (restic >= 0.16: --retry-lock).
 RETRY_LOCK = "10m"
 DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql"}
@@ -228,6 +232,8 @@ class Restic:
         self.env_file = env_file
         self.env = load_env(env_file)
         self.env["RESTIC_CACHE_DIR"] = manifest.cache
+        if manifest.runtime == "docker":
+            self.env |= PRIORITY
         self.repository = self.env["RESTIC_REPOSITORY"]
         self.local_repository = self.repository if self.repository.startswith("/") else None
         if self.local_repository:
@@ -270,7 +276,7 @@ class Restic:
             volumes.append((self.local_repository, True))
         for path, writable in volumes:
             argv += ["--volume", f"{_safe(path)}:{path}:{'rw' if writable else 'ro'}"]
-        return [*argv, "--entrypoint", RESTIC_IN_IMAGE, self.m.image, *args]
+        return [*argv, self.m.image, *args]  # the image's entrypoint: restic at PRIORITY
 
     def run(
         self,
@@ -836,8 +842,13 @@ def _snapshot(
     paths = staged + sorted(set(paths))
 
     tags = [f"client={m.client}", f"reason={reason}"] + [f"service={s}" for s in sorted(services)]
+    # --no-scan: restic's size estimate reads every directory a second time, for a progress bar nobody sees.
+    scan = ["--no-scan"] if "no-scan" in restic.features() else []
     args = (
-        ["backup", "--host", m.client] + [a for t in tags for a in ("--tag", t)] + excludes + ["--", *paths]
+        ["backup", *scan, "--host", m.client]
+        + [a for t in tags for a in ("--tag", t)]
+        + excludes
+        + ["--", *paths]
     )
     clock = time.monotonic()
     mounts = [(p, False) for p in paths]

@@ -1,8 +1,10 @@
 """A stand-in for the docker CLI, for running vh-backup's docker runtime where there is no Docker daemon.
 
 It does what vh-backup asks of Docker with local means and records every call:
-- `docker run ... --volume SRC:DST:MODE ... --entrypoint /usr/bin/restic IMAGE ARGS`: runs Debian's restic
-  with ARGS (the invariant that lets it: every volume is mounted at its own path, SRC == DST) as a container
+- `docker run ... --volume SRC:DST:MODE ... IMAGE ARGS`: runs Debian's restic through what the image's
+  entrypoint does (restic's docker/entrypoint.sh at v0.19.1: nice -n $NICE, ionice -c $IONICE_CLASS -n
+  $IONICE_PRIORITY when the class is set; no --entrypoint is accepted), with ARGS (the invariant that lets
+  it: every volume is mounted at its own path, SRC == DST) as a container
   runs it: PID 1 of a PID namespace of its own, under the --hostname given, in a UTS namespace of its own
   (restic's locks record both);
 - `docker exec [-i] [--user U] [--env NAME=VALUE]... NAME ARGV...`: runs ARGV here, with the container's
@@ -35,7 +37,21 @@ def main(argv: list[str]) -> int:
     containers: dict[str, Any] = state["containers"]
     command = argv[0]
     if command == "run":
-        image_at = argv.index("--entrypoint") + 2
+        with_value = {
+            "--name",
+            "--hostname",
+            "--security-opt",
+            "--cap-drop",
+            "--cap-add",
+            "--env",
+            "--volume",
+        }
+        image_at = 1
+        while argv[image_at].startswith("-"):
+            if argv[image_at] not in with_value | {"--rm"}:
+                print(f"shim: unsupported docker run option {argv[image_at]}", file=sys.stderr)
+                return 125
+            image_at += 2 if argv[image_at] in with_value else 1
         for i, arg in enumerate(argv[:image_at]):
             if arg == "--volume":
                 source, target, _ = argv[i + 1].split(":")
@@ -44,7 +60,12 @@ def main(argv: list[str]) -> int:
                     return 125
         hostname = argv[argv.index("--hostname") + 1] if "--hostname" in argv[:image_at] else "container"
         namespaces = ["unshare", "--pid", "--uts", "--fork", "--kill-child"]
-        inside = 'hostname "$1" && shift && exec restic "$@"'
+        inside = (
+            'hostname "$1" && shift && set -- restic "$@" && '
+            'if [ -n "$IONICE_CLASS" ]; then '
+            'set -- ionice -c "$IONICE_CLASS" -n "${IONICE_PRIORITY:-4}" "$@"; fi'
+            ' && exec nice -n "${NICE:-0}" "$@"'
+        )
         os.execvp("unshare", [*namespaces, "sh", "-c", inside, "sh", hostname, *argv[image_at + 1 :]])
     if command == "exec":
         i, extra = 1, {}

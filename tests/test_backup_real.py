@@ -928,12 +928,8 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     dumps = [c for c in calls if c[0] == "exec" and "pg_dump" in c]
     assert len(dumps) == 2 and all(c[3] == "clientea-chat-postgres" for c in dumps)
     runs = [c for c in calls if c[0] == "run"]
-    assert all(
-        c[c.index("--entrypoint") + 1 : c.index("--entrypoint") + 3]
-        == ["/usr/bin/restic", "restic/restic:0.19.1"]
-        for c in runs
-    )
-    backups = [c for c in runs if "backup" in c[c.index("--entrypoint") + 3 :]]
+    assert all("--entrypoint" not in c and "restic/restic:0.19.1" in c for c in runs)
+    backups = [c for c in runs if "backup" in c[c.index("restic/restic:0.19.1") + 1 :]]
     assert all(
         " ".join(c).count("--cap-add") == 1 and "--cap-add DAC_READ_SEARCH" in " ".join(c) for c in backups
     )
@@ -1321,3 +1317,24 @@ def test_a_partial_snapshot_is_replaced_when_the_retry_reads_everything(tmp_path
     assert "logs/app.log" in restic(w.repo, "ls", kept["id"])
     assert json.loads(status.read_text())["result"] == "ok"
     assert w.vh("freshness").returncode == 0
+
+
+# -- priorities that apply (issue 17, item 6) ----------------------------------------------------------------
+
+
+def test_restic_in_its_container_runs_at_a_low_cpu_and_io_priority(tmp_path: Path) -> None:
+    """Before: --entrypoint /usr/bin/restic skipped the image's entrypoint, and the units' Nice= never reached
+    a process dockerd starts: restic ran at nice 0. Each restic records its own niceness and I/O class."""
+    w, env = _docker_world(tmp_path)
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    record = tmp_path / "priorities"
+    real = shutil.which("restic")
+    (probe_dir / "restic").write_text(
+        f'#!/bin/sh\necho "$(cut -d" " -f19 /proc/self/stat) $(ionice)" >> {record}\nexec {real} "$@"\n'
+    )
+    (probe_dir / "restic").chmod(0o755)
+    env["PATH"] = env["PATH"].replace(":", f":{probe_dir}:", 1)
+    w.vh("run", "--reason", "daily", extra_env=env)
+    seen = set(record.read_text().splitlines())
+    assert seen == {"10 best-effort: prio 7"}, seen

@@ -265,10 +265,16 @@ class BackupSchedule(pulumi.ComponentResource):
         home = repository.home
         daily = b.on_calendar(b.schedule, cfg.timezone)
         weekly = b.on_calendar(b.check_schedule, cfg.timezone)
+        # What the hardened units may write (ReadWritePaths; "-": may not exist yet).
+        status = [f"-{s.rsplit('/', 1)[0]}" for s in monitoring.status_files(cfg) if s]
+        local = [f"-{b.repository}"] if b.repository_kind == "local" and b.repository else []
+        writable = " ".join(dict.fromkeys([home, *status, *local]))
         units = {
-            f"{unit_name(cfg)}.service": _unit("vh-backup.service", cfg.client, home),
+            f"{unit_name(cfg)}.service": _unit("vh-backup.service", cfg.client, home, writable=writable),
             f"{unit_name(cfg)}.timer": _unit("vh-backup.timer", cfg.client, home, daily),
-            f"{unit_name(cfg, check=True)}.service": _unit("vh-backup-check.service", cfg.client, home),
+            f"{unit_name(cfg, check=True)}.service": _unit(
+                "vh-backup-check.service", cfg.client, home, writable=writable
+            ),
             f"{unit_name(cfg, check=True)}.timer": _unit("vh-backup-check.timer", cfg.client, home, weekly),
         }
         timers = f"{unit_name(cfg)}.timer {unit_name(cfg, check=True)}.timer"
@@ -321,6 +327,7 @@ class BackupSchedule(pulumi.ComponentResource):
         self.register_outputs({"repository": b.repository, "schedule": daily})
 
 
-def _unit(template: str, client: str, home: str, schedule: str = "") -> str:
+def _unit(template: str, client: str, home: str, schedule: str = "", writable: str = "") -> str:
     text = (SCRIPTS / "systemd" / template).read_text()
-    return text.replace("@CLIENT@", client).replace("@HOME@", home).replace("@SCHEDULE@", schedule)
+    text = text.replace("@CLIENT@", client).replace("@HOME@", home).replace("@SCHEDULE@", schedule)
+    return text.replace("@WRITABLE@", writable)
