@@ -1099,6 +1099,10 @@ def _service_containers(m: Manifest, service: str) -> list[str]:
     return sorted(proc.stdout.split())
 
 
+def _docker_status(*args: str) -> int:
+    return subprocess.run(["docker", *args], capture_output=True, check=False).returncode
+
+
 def _docker(*args: str) -> None:
     proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -1211,6 +1215,186 @@ def restore(m: Manifest, env_file: str, wanted: str, services: Sequence[str], co
 
 
 # ---------------------------------------------------------------------------------------------------
+# Restore drill: prove the newest complete snapshot restores (monthly timer; docs/backup-restore.md)
+# ---------------------------------------------------------------------------------------------------
+
+# A throwaway database server of the source's own image: no network, no password (nothing can reach it).
+DRILL_SERVER = {
+    "postgres": ["POSTGRES_HOST_AUTH_METHOD=trust"],
+    "mariadb": ["MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1"],
+}
+
+
+def _compare_with_snapshot(restic: Restic, snapshot_id: str, tree: str) -> tuple[int, int]:
+    """Every file, directory and link `restic ls` lists for the snapshot is there, of its type and size;
+    the number of files and their bytes."""
+    proc = restic.run(["--no-lock", "ls", "--json", snapshot_id])
+    files = size = 0
+    problems: list[str] = []
+    for line in proc.stdout.splitlines():
+        node = json.loads(line)
+        if node.get("struct_type", "node") != "node" or "path" not in node:
+            continue
+        path = tree + node["path"]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            problems.append(f"{node['path']} is missing")
+            continue
+        kind = node["type"]
+        if kind == "file":
+            if not os.path.isfile(path) or os.path.islink(path) or st.st_size != node.get("size", 0):
+                problems.append(f"{node['path']}: {st.st_size} bytes, the snapshot says {node.get('size')}")
+            files, size = files + 1, size + st.st_size
+        elif kind == "dir" and not (os.path.isdir(path) and not os.path.islink(path)):
+            problems.append(f"{node['path']} is not a directory")
+        elif kind == "symlink" and not os.path.islink(path):
+            problems.append(f"{node['path']} is not a symbolic link")
+    if problems:
+        raise Failure(f"{len(problems)} restored entries differ from the snapshot: {'; '.join(problems[:5])}")
+    return files, size
+
+
+def _drill_database(m: Manifest, source: dict[str, Any], dump: str, number: int) -> str:
+    """Load one dump into a throwaway container of the source container's image, run a trivial query."""
+    engine, database = source["engine"], source["database"]
+    if m.runtime != "docker" or not source.get("container"):
+        raise Failure(f"{source['id']}: the drill loads dumps into containers (runtime docker)")
+    proc = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Config.Image}}", source["container"]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise Failure(
+            f"{source['id']}: cannot find the image of {source['container']}: {_tail(proc.stderr, 2)}"
+        )
+    image, name = proc.stdout.strip(), f"vh-drill-{m.client}-{os.getpid()}-{number}"
+    user = source["user"] if engine == "postgres" else "root"
+    env = [*DRILL_SERVER[engine], *([f"POSTGRES_USER={user}"] if engine == "postgres" else [])]
+    run = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "none"]
+    run += [a for e in env for a in ("--env", e)] + [image]
+    _docker(*run[1:])
+    try:
+        if engine == "postgres":
+            tcp = ["--host=127.0.0.1", f"--username={user}"]  # TCP: the image's init server has none
+            ready = ["pg_isready", *tcp]
+            load = [["createdb", *tcp, database], ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error",
+                    *tcp, f"--dbname={database}"]]  # fmt: skip
+            query = ["psql", *tcp, f"--dbname={database}", "--no-psqlrc", "--tuples-only", "--no-align",
+                     "--command", "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                     "('pg_catalog', 'information_schema')"]  # fmt: skip
+        else:
+            tcp = ["--host=127.0.0.1", "--protocol=TCP", "--user=root"]  # not the image's init server
+            ready = ["mariadb", *tcp, "-e", "SELECT 1"]
+            load = [["mariadb", *tcp]]
+            count = f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{database}'"
+            query = ["mariadb", *tcp, "--batch", "--skip-column-names", "-e", count]
+        deadline = time.monotonic() + DRILL_START_SECONDS
+        while _docker_status("exec", name, *ready):
+            if time.monotonic() > deadline:
+                raise Failure(
+                    f"{source['id']}: the throwaway {image} did not start in {DRILL_START_SECONDS} s"
+                )
+            time.sleep(1)
+        for step, argv in enumerate(load, 1):
+            last = step == len(load)
+            with open(dump, "rb") as data:
+                proc_load = subprocess.run(
+                    ["docker", "exec", *(["-i"] if last else []), name, *argv],
+                    stdin=data if last else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+                )  # fmt: skip
+            if proc_load.returncode != 0:
+                output = _tail(proc_load.stdout.decode(errors="replace"))
+                raise Failure(f"{source['id']}: {argv[0]} into a throwaway {image} failed: {output}")
+        answer = subprocess.run(["docker", "exec", name, *query], capture_output=True, text=True, check=False)
+        tables = answer.stdout.strip()
+        if answer.returncode != 0 or not tables.isdigit() or int(tables) == 0:
+            raise Failure(
+                f"{source['id']}: the loaded dump answers no tables: {_tail(answer.stdout + answer.stderr)}"
+            )
+        return f"{source['id']}: {tables} table(s) in {image}"
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+
+
+DRILL_START_SECONDS = 180
+
+
+def drill(m: Manifest, env_file: str) -> dict[str, Any]:
+    """Restore the newest complete snapshot into a scratch folder of the backup home, check every file
+    against the snapshot, load each database dump into a throwaway server; remove it all. The report."""
+    restic = Restic(m, env_file)
+    complete = [s for s in restic.snapshots() if is_complete(s)]
+    if not complete:
+        raise Failure(f"no complete snapshot of {m.client} to drill in {restic.repository}")
+    snapshot = complete[-1]
+    started = time.monotonic()
+    with exclusive(m):
+        scratch = tempfile.mkdtemp(prefix="drill-", dir=m.home)
+        try:
+            tree = os.path.join(scratch, "snapshot")
+            os.makedirs(tree, mode=0o700)
+            # --verify: restic reads every restored file back and checks it against its blobs.
+            restic.locking(
+                ["restore", snapshot["id"], "--target", tree, "--verify"],
+                mounts=[(scratch, True)],
+                caps=WRITE_CAPS,
+            )
+            files, size = _compare_with_snapshot(restic, snapshot["id"], tree)
+            say(f"restored {files} files ({_mib(size)}) of {_describe(snapshot)}: all match the snapshot")
+            with open(tree + _record_path(snapshot), encoding="utf-8") as f:
+                record = json.load(f)
+            databases = []
+            for number, source in enumerate(s for s in record["sources"] if s["kind"] == "database"):
+                found = record["resolved"].get(source["id"], {})
+                dump = tree + (found.get("dump") or dump_file(m, source, record["stage"]))
+                databases.append(_drill_database(m, source, dump, number))
+                say(f"loaded {databases[-1]}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "snapshot": snapshot["short_id"],
+        "snapshot_time": snapshot["time"],
+        "files": files,
+        "bytes": size,
+        "databases": databases,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _write_status(path: str, record: dict[str, Any]) -> None:
+    """A status file for the collector (scripts/vh_collect.py read_result): world-readable, no secrets."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.new", "w") as f:
+        json.dump(record, f, sort_keys=True)
+    os.chmod(f"{path}.new", 0o644)
+    os.replace(f"{path}.new", path)
+
+
+def cmd_drill(m: Manifest, env_file: str) -> int:
+    """The drill, recorded in settings.json's drill_status_file as {"format", "finished", "result",
+    "message", "last_ok", ...the report}: what the collector reads (read_result, incident drill:failed)."""
+    path = m.settings.get("drill_status_file")
+    before = _read_status(path) if path else {}
+    record: dict[str, Any] = {"format": FORMAT, "last_ok": before.get("last_ok"), "result": "failed"}
+    try:
+        record.update(drill(m, env_file), result="ok", message="")
+        say(f"restore drill passed: {record['snapshot']}, {record['files']} files, "
+            f"{len(record['databases'])} database(s), in {record['seconds']} s")  # fmt: skip
+    except BaseException as exc:
+        record["message"] = str(exc) or type(exc).__name__
+        raise
+    finally:
+        record["finished"] = int(time.time())
+        if record["result"] == "ok":
+            record["last_ok"] = record["finished"]
+        if path:
+            _write_status(path, record)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------
 
@@ -1236,11 +1420,7 @@ def recorded(m: Manifest, reason: str, services: Sequence[str]) -> Iterator[None
         record["finished"] = int(time.time())
         if record["result"] == "ok":
             record["last_ok"] = record["finished"]
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(f"{path}.new", "w") as f:
-            json.dump(record, f, sort_keys=True)
-        os.chmod(f"{path}.new", 0o644)
-        os.replace(f"{path}.new", path)
+        _write_status(path, record)
 
 
 def _read_status(path: str) -> dict[str, Any]:
@@ -1274,6 +1454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("snapshot", help="a snapshot id (or a prefix of one), or latest")
     p.add_argument("--service", action="append", default=[], help="only this service (repeatable)")
     p.add_argument("--yes", action="store_true", help="really do it (without: show what would happen)")
+    commands.add_parser(
+        "drill", help="restore the newest complete snapshot to a scratch folder and throwaway databases"
+    )
     args = parser.parse_args(argv)
     # systemd stops a run with SIGTERM: end like Ctrl-C, so partial dumps are removed on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -1315,6 +1498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "freshness":
             return cmd_freshness(m, env_file, args.max_age_hours)
+        if args.command == "drill":
+            return cmd_drill(m, env_file)
         if args.command == "restore":
             restore(m, env_file, args.snapshot, args.service, args.yes)
             return 0

@@ -589,7 +589,17 @@ def test_the_units_are_hardened_and_still_write_where_a_run_writes(
     )
     assert settings["status_file"], "the full stack has monitoring on"
     home = "/srv/versatilehub/clientea/backup"
-    for name in ("clientea", "check-clientea"):
+    # The monthly restore drill: the first Sunday of each month, in the client's time zone.
+    drill_timer = heredoc(script, f"{units}-drill-clientea.timer")
+    assert "OnCalendar=Sun *-*-01..07 06:00:00 America/Argentina/Buenos_Aires" in drill_timer
+    assert "ExecStart=/srv/versatilehub/clientea/backup/vh-backup drill" in heredoc(
+        script, f"{units}-drill-clientea.service"
+    )
+    assert (
+        "enable --now vh-backup-clientea.timer vh-backup-check-clientea.timer vh-backup-drill-clientea"
+        in script
+    )
+    for name in ("clientea", "check-clientea", "drill-clientea"):
         service = heredoc(script, f"{units}-{name}.service")
         for line in ("UMask=0077", "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict"):
             assert f"\n{line}\n" in service, (name, line)

@@ -1338,3 +1338,91 @@ def test_restic_in_its_container_runs_at_a_low_cpu_and_io_priority(tmp_path: Pat
     w.vh("run", "--reason", "daily", extra_env=env)
     seen = set(record.read_text().splitlines())
     assert seen == {"10 best-effort: prio 7"}, seen
+
+
+# -- the restore drill (issue 17, item 11) -------------------------------------------------------------------
+
+
+def _load_collector() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vh_collect", ROOT / "scripts" / "vh_collect.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _drill_world(tmp: Path, pg: Postgres, maria: MariaDB) -> tuple[World, dict[str, str], Path, Path]:
+    """Chat and Flow on PostgreSQL, Hub on MariaDB, each in its container, on the docker runtime; one daily
+    snapshot. The world, vh-backup's environment, the shim's directory, drill.json."""
+    w, _ = _databases_world(tmp, pg, maria)
+    shim, env = _in_containers(w, tmp, pg.tool_path())
+    state = json.loads((shim / "state.json").read_text())
+    for name, container in state["containers"].items():
+        container["image"] = "postgres:17.6-alpine" if name.endswith("-postgres") else "mariadb:11.8.3"
+    (shim / "state.json").write_text(json.dumps(state))
+    drill_file = tmp / "monitor" / "drill.json"
+    settings = json.loads((w.home / "settings.json").read_text()) | {"drill_status_file": str(drill_file)}
+    (w.home / "settings.json").write_text(json.dumps(settings))
+    w.vh("run", "--reason", "daily", extra_env=env)
+    return w, env, shim, drill_file
+
+
+def test_the_restore_drill_restores_checks_loads_each_dump_and_cleans_up(
+    tmp_path: Path, pg: Postgres, maria: MariaDB
+) -> None:
+    w, env, shim, drill_file = _drill_world(tmp_path, pg, maria)
+    proc = w.vh("drill", extra_env=env)
+    assert "all match the snapshot" in proc.stdout and "restore drill passed" in proc.stdout
+
+    report = json.loads(drill_file.read_text())
+    assert report["result"] == "ok" and report["last_ok"] == report["finished"] and report["files"] >= 4
+    [latest] = snapshots(w.repo)
+    assert report["snapshot"] == latest["short_id"]
+    loaded = sorted(d.split("-")[0] for d in report["databases"])
+    assert loaded == ["chat/postgres", "flow/postgres", "hub/mariadb"]
+    assert [d.split(": ")[1] for d in sorted(report["databases"])] == [
+        "1 table(s) in postgres:17.6-alpine",
+        "1 table(s) in postgres:17.6-alpine",
+        "2 table(s) in mariadb:11.8.3",
+    ]
+    # Everything removed: the scratch folder, each throwaway server (and its data directory).
+    assert [p.name for p in w.home.iterdir() if p.name.startswith("drill-")] == []
+    calls = [json.loads(line) for line in (shim / "calls.jsonl").read_text().splitlines()]
+    runs = [c for c in calls if c[0] == "run" and "--detach" in c]
+    removed = [c[2] for c in calls if c[:2] == ["rm", "--force"]]
+    assert len(runs) == 3 and sorted(removed) == sorted(c[c.index("--name") + 1] for c in runs)
+    assert all(c[c.index("--network") + 1] == "none" for c in runs), "a throwaway server is unreachable"
+    assert not [n for n in json.loads((shim / "state.json").read_text())["containers"] if "drill" in n]
+    for run in runs:
+        assert REPO_PASSWORD not in json.dumps(run) and PASSWORD not in json.dumps(run)
+
+    # The collector reads it as it reads the backup's status (scripts/vh_collect.py read_result).
+    collect = _load_collector()
+    read = collect.read_result(str(drill_file), time.time())
+    assert read["result"] == "ok" and read["age_hours"] < 0.1
+
+
+def test_a_failed_restore_drill_is_recorded_and_alerts(tmp_path: Path, pg: Postgres, maria: MariaDB) -> None:
+    w, env, _, drill_file = _drill_world(tmp_path, pg, maria)
+    largest = max((p for p in (w.repo / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    largest.chmod(0o600)
+    largest.write_bytes(bytes(data))
+
+    proc = w.vh("drill", check=False, extra_env=env)
+    assert proc.returncode == 1, proc.stdout
+    report = json.loads(drill_file.read_text())
+    assert report["result"] == "failed" and report["last_ok"] is None and report["message"]
+    assert [p.name for p in w.home.iterdir() if p.name.startswith("drill-")] == []
+    collect = _load_collector()
+    status = {"drill": collect.read_result(str(drill_file), time.time())}
+    assert collect.incidents({**_quiet_status(), **status}, backups_on=False)["drill:failed"].startswith(
+        "the last restore drill failed: "
+    )
+
+
+def _quiet_status() -> dict[str, Any]:
+    return {"thresholds": _load_collector().DEFAULT_THRESHOLDS, "containers": [], "host": {}, "endpoints": []}
