@@ -7,8 +7,13 @@ throughput), and the repository's size against the data's. Prints a table and wr
 bench/results/ (gitignored).
 
     .venv/bin/python -m bench.backup_bench [--scale 1.0] [--keep]
+        [--restic BIN] [--weed BIN --limit-upload KiB/s]
 
 Needs restic, postgresql and mariadb-server (Debian packages) and about 4x the data set free under /tmp.
+--restic: another restic binary (bench/build-tools.sh builds the pinned version). --weed: the repository is
+an S3 bucket on a SeaweedFS server that the benchmark starts on loopback (bench/build-tools.sh builds it),
+the stand-in for Backblaze B2; --limit-upload passes restic's own --limit-upload (6250 KiB/s = 50 Mbit/s,
+a client's uplink). Not a CI test: a benchmark, run and reported by hand.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +40,7 @@ from components.backup import component as backup  # noqa: E402
 from components.config import BackupConfig  # noqa: E402
 from components.core.deployment import DatabaseDump, FileSet  # noqa: E402
 from components.core.storage import DataLocation  # noqa: E402
-from tests.realservers import PASSWORD, MariaDB, Postgres  # noqa: E402
+from tests.realservers import PASSWORD, MariaDB, Postgres, free_port  # noqa: E402
 
 SCRIPT = ROOT / "scripts" / "vh_backup.py"
 PYTHON = shutil.which("python3") or sys.executable
@@ -143,11 +150,50 @@ def seconds(pattern: str, text: str) -> float:
     return float(m.group(1))
 
 
+S3_KEYS = ("bench-access-key", "bench-secret-key-0123456789")
+
+
+def start_seaweedfs(weed: str, root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """One SeaweedFS process (master, volume, filer and S3 gateway) bound to 127.0.0.1; the S3 endpoint."""
+    data = root / "seaweedfs"
+    data.mkdir()
+    config = root / "s3.json"
+    identity = {"name": "bench", "credentials": [{"accessKey": S3_KEYS[0], "secretKey": S3_KEYS[1]}]}
+    identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
+    config.write_text(json.dumps({"identities": [identity]}))
+    ports = [free_port() for _ in range(4)]
+    argv = [
+        weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={ports[0]}", f"-volume.port={ports[1]}", "-filer", f"-filer.port={ports[2]}",
+        "-s3", f"-s3.port={ports[3]}", f"-s3.config={config}", "-volume.max=0",
+    ]  # fmt: skip
+    with open(root / "seaweedfs.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{ports[3]}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/", timeout=2):
+                break
+        except urllib.error.HTTPError:  # any answer (403 without a signature): the gateway is up
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log_tail = (root / "seaweedfs.log").read_text()[-2000:]
+                raise SystemExit(f"SeaweedFS did not start: {log_tail}") from None
+            time.sleep(0.5)
+    return server, endpoint
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="data set size factor (1.0: about 1.2 GiB)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--restic", default="restic", help="the restic binary (default: Debian's)")
+    parser.add_argument("--weed", help="SeaweedFS binary: the repository is S3 on it, on loopback")
+    parser.add_argument("--limit-upload", type=int, help="restic --limit-upload, KiB/s (6250 = 50 Mbit/s)")
     args = parser.parse_args()
+    weed: subprocess.Popen[bytes] | None = None
     rng = random.Random(6)
     work = Path(tempfile.mkdtemp(prefix="vh-backup-bench-", dir="/tmp"))
     pg, maria = Postgres(), MariaDB()
@@ -155,6 +201,18 @@ def main() -> None:
         pg.start()
         maria.start()
         home, repo, storage = work / "home", work / "repo", work / "data" / "chat" / "storage"
+        # restic as vh-backup runs it, with the upload limit as restic's own global option.
+        restic_bin = shutil.which(args.restic) or args.restic
+        wrapper = work / "restic"
+        limit = f" --limit-upload {args.limit_upload}" if args.limit_upload else ""
+        wrapper.write_text(f'#!/bin/sh\nexec {restic_bin}{limit} "$@"\n')
+        wrapper.chmod(0o755)
+        keys = ""
+        location_of = {"main": str(repo), "files": str(work / "repo-files")}
+        if args.weed:
+            weed, endpoint = start_seaweedfs(args.weed, work)
+            location_of = {k: f"s3:{endpoint}/bench-{k}" for k in location_of}
+            keys = f"AWS_ACCESS_KEY_ID={S3_KEYS[0]}\nAWS_SECRET_ACCESS_KEY={S3_KEYS[1]}\n"
         home.mkdir(mode=0o700)
         storage.mkdir(parents=True)
         t = time.monotonic()
@@ -176,12 +234,12 @@ def main() -> None:
         config = BackupConfig.model_validate({"repository": str(repo)})
         settings = backup.settings("bench", config, "restic/restic:0.19.1") | {
             "runtime": "local",
-            "restic": "restic",
+            "restic": str(wrapper),
         }
         (home / "settings.json").write_text(json.dumps(settings))
         (home / "sources.json").write_text(json.dumps(sources))
         (home / "restic.env").write_text(
-            f"RESTIC_REPOSITORY={repo}\nRESTIC_PASSWORD=bench-repository-password\n"
+            f"RESTIC_REPOSITORY={location_of['main']}\nRESTIC_PASSWORD=bench-repository-password\n{keys}"
         )
         (home / "restic.env").chmod(0o600)
         env = {**os.environ, "PATH": pg.tool_path(), "BENCH_DB_PASSWORD": PASSWORD}
@@ -199,8 +257,14 @@ def main() -> None:
         for _ in range(3):
             t = time.monotonic()
             subprocess.run(
-                ["restic", "--no-lock", "cat", "config"],
-                env={**env, "RESTIC_REPOSITORY": str(repo), "RESTIC_PASSWORD": "bench-repository-password"},
+                [restic_bin, "--no-lock", "cat", "config"],
+                env={
+                    **env,
+                    "RESTIC_REPOSITORY": location_of["main"],
+                    "RESTIC_PASSWORD": "bench-repository-password",
+                    "AWS_ACCESS_KEY_ID": S3_KEYS[0],
+                    "AWS_SECRET_ACCESS_KEY": S3_KEYS[1],
+                },
                 capture_output=True,
                 check=True,
             )
@@ -214,7 +278,7 @@ def main() -> None:
         for name in ("settings.json", "restic.env"):
             shutil.copy2(home / name, files_home / name)
         (files_home / "restic.env").write_text(
-            f"RESTIC_REPOSITORY={work / 'repo-files'}\nRESTIC_PASSWORD=bench-repository-password\n"
+            f"RESTIC_REPOSITORY={location_of['files']}\nRESTIC_PASSWORD=bench-repository-password\n{keys}"
         )
         only_files = {"format": 1, "sources": [s for s in sources["sources"] if s["kind"] == "files"]}
         (files_home / "sources.json").write_text(json.dumps(only_files))
@@ -232,14 +296,16 @@ def main() -> None:
         restore_total, out4 = vh(home, env, "restore", "latest", "--yes")
         restored_mib = seconds(r"restored ([\d.]+) MiB from the repository", out4)
         restic_restore = seconds(r"restored [\d.]+ MiB from the repository in ([\d.]+) s", out4)
-        repo_bytes = size_of(repo)
+        repo_bytes = size_of(work / "seaweedfs") if args.weed else size_of(repo)  # S3: the store's files
 
         snap = [seconds(r"snapshot \w+ saved \([^)]*\) in ([\d.]+) s", o) for o in (out1, out2, out3)]
         cp_rate = files_bytes / MiB / cp_seconds
         restore_rate = restored_mib / restic_restore
         results: dict[str, Any] = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "restic": subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.strip(),
+            "restic": subprocess.run([restic_bin, "version"], capture_output=True, text=True).stdout.strip(),
+            "repository": "S3 on SeaweedFS (loopback)" if args.weed else "local directory",
+            "limit_upload_kib_s": args.limit_upload,
             "cpus": os.cpu_count(),
             "load_average": os.getloadavg(),
             "scale": args.scale,
@@ -308,6 +374,9 @@ def main() -> None:
                 f"{r['repository_mib']:.0f} / {r['data_mib']:.0f} MiB = {r['repository_vs_data']:.0%}",
             ),
         ]
+        rows.insert(
+            0, ("restic, repository", f"{r['restic']}; {r['repository']}, upload limit {limit or 'none'}")
+        )
         width = max(len(r[0]) for r in rows)
         for name, value in rows:
             print(f"{name:<{width}}  {value}")
@@ -319,6 +388,9 @@ def main() -> None:
     finally:
         pg.stop()
         maria.stop()
+        if weed is not None:
+            weed.terminate()
+            weed.wait(timeout=30)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -56,7 +56,11 @@ RESTIC_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?
 # The restic container may read everything for a backup, and set owners and modes for a restore; no more.
 READ_CAPS = ("DAC_READ_SEARCH",)
 WRITE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
-RESTIC_IN_IMAGE = "/usr/bin/restic"
+# The image's own entrypoint runs restic at these priorities (docker/entrypoint.sh at restic v0.19.1:
+# `exec nice -n $NICE [ionice -c $IONICE_CLASS -n $IONICE_PRIORITY] /usr/bin/restic "$@"`). The units' Nice=
+# and IOScheduling*= never reach it: dockerd starts the container, not the unit. Lowering one's own
+# priority needs no capability, so they apply with --cap-drop ALL.
+PRIORITY = {"NICE": "10", "IONICE_CLASS": "2", "IONICE_PRIORITY": "7"}  # best-effort, lowest level
 # How long a command waits for another host's live lock before it fails (restic >= 0.16: --retry-lock).
 RETRY_LOCK = "10m"
 DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql"}
@@ -94,6 +98,11 @@ class Failure(Exception):
 
 class Locked(Failure):
     """The repository is locked by another restic process."""
+
+
+class Partial(Failure):
+    """A snapshot was saved, but restic could not read some files (its exit 3), twice: the snapshot is kept,
+    tagged partial; the run reports it as result "partial" and exits 1."""
 
 
 def say(message: str) -> None:
@@ -223,6 +232,8 @@ class Restic:
         self.env_file = env_file
         self.env = load_env(env_file)
         self.env["RESTIC_CACHE_DIR"] = manifest.cache
+        if manifest.runtime == "docker":
+            self.env |= PRIORITY
         self.repository = self.env["RESTIC_REPOSITORY"]
         self.local_repository = self.repository if self.repository.startswith("/") else None
         if self.local_repository:
@@ -265,7 +276,7 @@ class Restic:
             volumes.append((self.local_repository, True))
         for path, writable in volumes:
             argv += ["--volume", f"{_safe(path)}:{path}:{'rw' if writable else 'ro'}"]
-        return [*argv, "--entrypoint", RESTIC_IN_IMAGE, self.m.image, *args]
+        return [*argv, self.m.image, *args]  # the image's entrypoint: restic at PRIORITY
 
     def run(
         self,
@@ -402,15 +413,21 @@ def _tags(snapshot: dict[str, Any], key: str) -> list[str]:
     return [t[len(prefix) :] for t in snapshot.get("tags") or [] if t.startswith(prefix)]
 
 
+def is_partial(snapshot: dict[str, Any]) -> bool:
+    """restic could not read some files for it (exit 3; Partial)."""
+    return "partial" in (snapshot.get("tags") or [])
+
+
 def is_complete(snapshot: dict[str, Any]) -> bool:
-    """A snapshot of the whole client (not one service's pre-update snapshot)."""
-    return not _tags(snapshot, "service")
+    """A snapshot of the whole client (not one service's pre-update snapshot) with every file in it."""
+    return not _tags(snapshot, "service") and not is_partial(snapshot)
 
 
 def _describe(snapshot: dict[str, Any]) -> str:
     reason = ",".join(_tags(snapshot, "reason")) or "?"
     scope = ",".join(_tags(snapshot, "service")) or "all services"
-    return f"{snapshot['short_id']} {snapshot['time'][:19].replace('T', ' ')} {reason} ({scope})"
+    partial = ", partial" if is_partial(snapshot) else ""
+    return f"{snapshot['short_id']} {snapshot['time'][:19].replace('T', ' ')} {reason} ({scope}{partial})"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -761,14 +778,19 @@ def run(m: Manifest, env_file: str, reason: str, services: Sequence[str]) -> str
             if name != "manifest.json":
                 shutil.rmtree(os.path.join(m.stage, name), ignore_errors=True)
 
+    partial: Partial | None = None
     try:
         snapshot = _snapshot(m, restic, reason, services, sources, scope)
+    except Partial as kept:
+        partial, snapshot = kept, ""
     finally:
         # Whatever happened, no database copy stays on disk: the dumps are in the repository, or worthless.
         for service in scope:
             shutil.rmtree(os.path.join(m.stage, service), ignore_errors=True)
     if reason == "daily" and not services:
-        retention(m, restic)
+        retention(m, restic)  # partial snapshots are a group of their own (tag partial): kept by the policy
+    if partial:
+        raise partial
     say(f"backup of {m.client} done in {time.monotonic() - started:.1f} s")
     return snapshot
 
@@ -820,25 +842,50 @@ def _snapshot(
     paths = staged + sorted(set(paths))
 
     tags = [f"client={m.client}", f"reason={reason}"] + [f"service={s}" for s in sorted(services)]
+    # --no-scan: restic's size estimate reads every directory a second time, for a progress bar nobody sees.
+    scan = ["--no-scan"] if "no-scan" in restic.features() else []
     args = (
-        ["backup", "--host", m.client] + [a for t in tags for a in ("--tag", t)] + excludes + ["--", *paths]
+        ["backup", *scan, "--host", m.client]
+        + [a for t in tags for a in ("--tag", t)]
+        + excludes
+        + ["--", *paths]
     )
     clock = time.monotonic()
-    proc = restic.locking(args, mounts=[(p, False) for p in paths], accept=(0, 3))
+    mounts = [(p, False) for p in paths]
+    proc = restic.locking(args, mounts=mounts, accept=(0, 3))
+    snapshot = _saved(proc)
     if proc.returncode == 3:
-        # Some files could not be read: that snapshot is not whole, so it must not count as a good one.
-        partial = SNAPSHOT_SAVED.search(proc.stdout)
-        if partial:
-            restic.run(["forget", partial.group(1)])
-        raise Failure(
-            f"restic could not read every file; the incomplete snapshot was removed: {_tail(proc.stderr)}"
-        )
-    saved = SNAPSHOT_SAVED.search(proc.stdout)
-    if not saved:
-        raise Failure(f"restic backup reported no snapshot: {_tail(proc.stdout)}")
-    snapshot = saved.group(1)
+        # restic's exit 3: the snapshot is saved, but some files could not be read (a log rotated away
+        # mid-run, a file without read access). Most of the day is in it: keep it, and try once more, as
+        # the cause is often gone seconds later. The newer of the two stays; a partial one is tagged so.
+        first, unread = snapshot, _tail(proc.stderr, 4)
+        say(f"snapshot {first} is partial (restic could not read some files: {unread}); trying once more")
+        try:
+            proc = restic.locking(args, mounts=mounts, accept=(0, 3))
+        except Failure as retry:
+            restic.locking(["tag", "--add", "partial", first])
+            raise Partial(
+                f"snapshot {first} kept, tagged partial: restic could not read some files ({unread}), "
+                f"and the retry failed: {retry}"
+            ) from None
+        snapshot = _saved(proc)
+        restic.locking(["forget", first])
+        if proc.returncode == 3:
+            restic.locking(["tag", "--add", "partial", snapshot])
+            raise Partial(
+                f"snapshot {snapshot} kept, tagged partial: restic could not read some files twice: "
+                f"{_tail(proc.stderr, 4)}"
+            )
+        say(f"the retry read every file: snapshot {snapshot} replaces the partial {first}")
     say(f"snapshot {snapshot} saved ({reason}, {', '.join(scope)}) in {time.monotonic() - clock:.1f} s")
     return snapshot
+
+
+def _saved(proc: subprocess.CompletedProcess[str]) -> str:
+    saved = SNAPSHOT_SAVED.search(proc.stdout)
+    if not saved:
+        raise Failure(f"restic backup reported no snapshot: {_tail(proc.stdout)} {_tail(proc.stderr, 3)}")
+    return saved.group(1)
 
 
 def retention(m: Manifest, restic: Restic) -> None:
@@ -884,8 +931,8 @@ def _pick(snapshots: Sequence[dict[str, Any]], wanted: str, services: Sequence[s
         scope = _tags(s, "service")
         return not scope or (bool(services) and set(services) <= set(scope))
 
-    if wanted == "latest":
-        usable = [s for s in snapshots if holds(s)]
+    if wanted == "latest":  # a partial snapshot only by its id
+        usable = [s for s in snapshots if holds(s) and not is_partial(s)]
         if not usable:
             raise Failure("no snapshot holds " + (", ".join(services) or "the whole client"))
         return usable[-1]
@@ -1052,6 +1099,10 @@ def _service_containers(m: Manifest, service: str) -> list[str]:
     return sorted(proc.stdout.split())
 
 
+def _docker_status(*args: str) -> int:
+    return subprocess.run(["docker", *args], capture_output=True, check=False).returncode
+
+
 def _docker(*args: str) -> None:
     proc = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -1164,6 +1215,186 @@ def restore(m: Manifest, env_file: str, wanted: str, services: Sequence[str], co
 
 
 # ---------------------------------------------------------------------------------------------------
+# Restore drill: prove the newest complete snapshot restores (monthly timer; docs/backup-restore.md)
+# ---------------------------------------------------------------------------------------------------
+
+# A throwaway database server of the source's own image: no network, no password (nothing can reach it).
+DRILL_SERVER = {
+    "postgres": ["POSTGRES_HOST_AUTH_METHOD=trust"],
+    "mariadb": ["MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1"],
+}
+
+
+def _compare_with_snapshot(restic: Restic, snapshot_id: str, tree: str) -> tuple[int, int]:
+    """Every file, directory and link `restic ls` lists for the snapshot is there, of its type and size;
+    the number of files and their bytes."""
+    proc = restic.run(["--no-lock", "ls", "--json", snapshot_id])
+    files = size = 0
+    problems: list[str] = []
+    for line in proc.stdout.splitlines():
+        node = json.loads(line)
+        if node.get("struct_type", "node") != "node" or "path" not in node:
+            continue
+        path = tree + node["path"]
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            problems.append(f"{node['path']} is missing")
+            continue
+        kind = node["type"]
+        if kind == "file":
+            if not os.path.isfile(path) or os.path.islink(path) or st.st_size != node.get("size", 0):
+                problems.append(f"{node['path']}: {st.st_size} bytes, the snapshot says {node.get('size')}")
+            files, size = files + 1, size + st.st_size
+        elif kind == "dir" and not (os.path.isdir(path) and not os.path.islink(path)):
+            problems.append(f"{node['path']} is not a directory")
+        elif kind == "symlink" and not os.path.islink(path):
+            problems.append(f"{node['path']} is not a symbolic link")
+    if problems:
+        raise Failure(f"{len(problems)} restored entries differ from the snapshot: {'; '.join(problems[:5])}")
+    return files, size
+
+
+def _drill_database(m: Manifest, source: dict[str, Any], dump: str, number: int) -> str:
+    """Load one dump into a throwaway container of the source container's image, run a trivial query."""
+    engine, database = source["engine"], source["database"]
+    if m.runtime != "docker" or not source.get("container"):
+        raise Failure(f"{source['id']}: the drill loads dumps into containers (runtime docker)")
+    proc = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Config.Image}}", source["container"]],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise Failure(
+            f"{source['id']}: cannot find the image of {source['container']}: {_tail(proc.stderr, 2)}"
+        )
+    image, name = proc.stdout.strip(), f"vh-drill-{m.client}-{os.getpid()}-{number}"
+    user = source["user"] if engine == "postgres" else "root"
+    env = [*DRILL_SERVER[engine], *([f"POSTGRES_USER={user}"] if engine == "postgres" else [])]
+    run = ["docker", "run", "--detach", "--rm", "--name", name, "--network", "none"]
+    run += [a for e in env for a in ("--env", e)] + [image]
+    _docker(*run[1:])
+    try:
+        if engine == "postgres":
+            tcp = ["--host=127.0.0.1", f"--username={user}"]  # TCP: the image's init server has none
+            ready = ["pg_isready", *tcp]
+            load = [["createdb", *tcp, database], ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error",
+                    *tcp, f"--dbname={database}"]]  # fmt: skip
+            query = ["psql", *tcp, f"--dbname={database}", "--no-psqlrc", "--tuples-only", "--no-align",
+                     "--command", "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN "
+                     "('pg_catalog', 'information_schema')"]  # fmt: skip
+        else:
+            tcp = ["--host=127.0.0.1", "--protocol=TCP", "--user=root"]  # not the image's init server
+            ready = ["mariadb", *tcp, "-e", "SELECT 1"]
+            load = [["mariadb", *tcp]]
+            count = f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{database}'"
+            query = ["mariadb", *tcp, "--batch", "--skip-column-names", "-e", count]
+        deadline = time.monotonic() + DRILL_START_SECONDS
+        while _docker_status("exec", name, *ready):
+            if time.monotonic() > deadline:
+                raise Failure(
+                    f"{source['id']}: the throwaway {image} did not start in {DRILL_START_SECONDS} s"
+                )
+            time.sleep(1)
+        for step, argv in enumerate(load, 1):
+            last = step == len(load)
+            with open(dump, "rb") as data:
+                proc_load = subprocess.run(
+                    ["docker", "exec", *(["-i"] if last else []), name, *argv],
+                    stdin=data if last else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False,
+                )  # fmt: skip
+            if proc_load.returncode != 0:
+                output = _tail(proc_load.stdout.decode(errors="replace"))
+                raise Failure(f"{source['id']}: {argv[0]} into a throwaway {image} failed: {output}")
+        answer = subprocess.run(["docker", "exec", name, *query], capture_output=True, text=True, check=False)
+        tables = answer.stdout.strip()
+        if answer.returncode != 0 or not tables.isdigit() or int(tables) == 0:
+            raise Failure(
+                f"{source['id']}: the loaded dump answers no tables: {_tail(answer.stdout + answer.stderr)}"
+            )
+        return f"{source['id']}: {tables} table(s) in {image}"
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, check=False)
+
+
+DRILL_START_SECONDS = 180
+
+
+def drill(m: Manifest, env_file: str) -> dict[str, Any]:
+    """Restore the newest complete snapshot into a scratch folder of the backup home, check every file
+    against the snapshot, load each database dump into a throwaway server; remove it all. The report."""
+    restic = Restic(m, env_file)
+    complete = [s for s in restic.snapshots() if is_complete(s)]
+    if not complete:
+        raise Failure(f"no complete snapshot of {m.client} to drill in {restic.repository}")
+    snapshot = complete[-1]
+    started = time.monotonic()
+    with exclusive(m):
+        scratch = tempfile.mkdtemp(prefix="drill-", dir=m.home)
+        try:
+            tree = os.path.join(scratch, "snapshot")
+            os.makedirs(tree, mode=0o700)
+            # --verify: restic reads every restored file back and checks it against its blobs.
+            restic.locking(
+                ["restore", snapshot["id"], "--target", tree, "--verify"],
+                mounts=[(scratch, True)],
+                caps=WRITE_CAPS,
+            )
+            files, size = _compare_with_snapshot(restic, snapshot["id"], tree)
+            say(f"restored {files} files ({_mib(size)}) of {_describe(snapshot)}: all match the snapshot")
+            with open(tree + _record_path(snapshot), encoding="utf-8") as f:
+                record = json.load(f)
+            databases = []
+            for number, source in enumerate(s for s in record["sources"] if s["kind"] == "database"):
+                found = record["resolved"].get(source["id"], {})
+                dump = tree + (found.get("dump") or dump_file(m, source, record["stage"]))
+                databases.append(_drill_database(m, source, dump, number))
+                say(f"loaded {databases[-1]}")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "snapshot": snapshot["short_id"],
+        "snapshot_time": snapshot["time"],
+        "files": files,
+        "bytes": size,
+        "databases": databases,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def _write_status(path: str, record: dict[str, Any]) -> None:
+    """A status file for the collector (scripts/vh_collect.py read_result): world-readable, no secrets."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.new", "w") as f:
+        json.dump(record, f, sort_keys=True)
+    os.chmod(f"{path}.new", 0o644)
+    os.replace(f"{path}.new", path)
+
+
+def cmd_drill(m: Manifest, env_file: str) -> int:
+    """The drill, recorded in settings.json's drill_status_file as {"format", "finished", "result",
+    "message", "last_ok", ...the report}: what the collector reads (read_result, incident drill:failed)."""
+    path = m.settings.get("drill_status_file")
+    before = _read_status(path) if path else {}
+    record: dict[str, Any] = {"format": FORMAT, "last_ok": before.get("last_ok"), "result": "failed"}
+    try:
+        record.update(drill(m, env_file), result="ok", message="")
+        say(f"restore drill passed: {record['snapshot']}, {record['files']} files, "
+            f"{len(record['databases'])} database(s), in {record['seconds']} s")  # fmt: skip
+    except BaseException as exc:
+        record["message"] = str(exc) or type(exc).__name__
+        raise
+    finally:
+        record["finished"] = int(time.time())
+        if record["result"] == "ok":
+            record["last_ok"] = record["finished"]
+        if path:
+            _write_status(path, record)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------------
 
@@ -1182,17 +1413,14 @@ def recorded(m: Manifest, reason: str, services: Sequence[str]) -> Iterator[None
         yield
         record.update(result="ok", message="")
     except BaseException as exc:
-        record.update(result="failed", message=str(exc) or type(exc).__name__)
+        result = "partial" if isinstance(exc, Partial) else "failed"
+        record.update(result=result, message=str(exc) or type(exc).__name__)
         raise
     finally:
         record["finished"] = int(time.time())
         if record["result"] == "ok":
             record["last_ok"] = record["finished"]
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(f"{path}.new", "w") as f:
-            json.dump(record, f, sort_keys=True)
-        os.chmod(f"{path}.new", 0o644)
-        os.replace(f"{path}.new", path)
+        _write_status(path, record)
 
 
 def _read_status(path: str) -> dict[str, Any]:
@@ -1226,6 +1454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("snapshot", help="a snapshot id (or a prefix of one), or latest")
     p.add_argument("--service", action="append", default=[], help="only this service (repeatable)")
     p.add_argument("--yes", action="store_true", help="really do it (without: show what would happen)")
+    commands.add_parser(
+        "drill", help="restore the newest complete snapshot to a scratch folder and throwaway databases"
+    )
     args = parser.parse_args(argv)
     # systemd stops a run with SIGTERM: end like Ctrl-C, so partial dumps are removed on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -1267,6 +1498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "freshness":
             return cmd_freshness(m, env_file, args.max_age_hours)
+        if args.command == "drill":
+            return cmd_drill(m, env_file)
         if args.command == "restore":
             restore(m, env_file, args.snapshot, args.service, args.yes)
             return 0

@@ -1,8 +1,10 @@
 """A stand-in for the docker CLI, for running vh-backup's docker runtime where there is no Docker daemon.
 
 It does what vh-backup asks of Docker with local means and records every call:
-- `docker run ... --volume SRC:DST:MODE ... --entrypoint /usr/bin/restic IMAGE ARGS`: runs Debian's restic
-  with ARGS (the invariant that lets it: every volume is mounted at its own path, SRC == DST) as a container
+- `docker run ... --volume SRC:DST:MODE ... IMAGE ARGS`: runs Debian's restic through what the image's
+  entrypoint does (restic's docker/entrypoint.sh at v0.19.1: nice -n $NICE, ionice -c $IONICE_CLASS -n
+  $IONICE_PRIORITY when the class is set; no --entrypoint is accepted), with ARGS (the invariant that lets
+  it: every volume is mounted at its own path, SRC == DST) as a container
   runs it: PID 1 of a PID namespace of its own, under the --hostname given, in a UTS namespace of its own
   (restic's locks record both);
 - `docker exec [-i] [--user U] [--env NAME=VALUE]... NAME ARGV...`: runs ARGV here, with the container's
@@ -11,7 +13,10 @@ It does what vh-backup asks of Docker with local means and records every call:
   dockerd instead of exec'ing: ARGV runs in a session of its own (a signal to the CLI does not reach it), the
   shim waits for it and exits with its status (ARGV writes to the shim's stdout itself), and a killed shim
   leaves ARGV running, as a killed `docker exec` leaves its process running in the container;
-- `docker ps`, `container inspect`, `volume inspect`, `stop`, `start`, `restart`: from and to the state.
+- `docker run --detach ... IMAGE` of a postgres or mariadb image: a real server (tests/realservers.py) that
+  `docker exec` reaches through the container's environment; `docker rm --force` stops it;
+- `docker ps`, `container inspect`, `volume inspect`, `inspect --format {{.Config.Image}}`, `stop`,
+  `start`, `restart`: from and to the state.
 
 State: $DOCKER_SHIM_STATE/state.json {"containers": {name: {"labels": {}, "env": {}, "running": true}},
 "volumes": {name: path}}; calls are appended to $DOCKER_SHIM_STATE/calls.jsonl.
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,24 @@ def main(argv: list[str]) -> int:
     containers: dict[str, Any] = state["containers"]
     command = argv[0]
     if command == "run":
-        image_at = argv.index("--entrypoint") + 2
+        with_value = {
+            "--name",
+            "--hostname",
+            "--security-opt",
+            "--cap-drop",
+            "--cap-add",
+            "--env",
+            "--volume",
+            "--network",
+        }
+        image_at = 1
+        while argv[image_at].startswith("-"):
+            if argv[image_at] not in with_value | {"--rm", "--detach"}:
+                print(f"shim: unsupported docker run option {argv[image_at]}", file=sys.stderr)
+                return 125
+            image_at += 2 if argv[image_at] in with_value else 1
+        if "--detach" in argv[:image_at]:
+            return _server(state_dir, state, argv, image_at)
         for i, arg in enumerate(argv[:image_at]):
             if arg == "--volume":
                 source, target, _ = argv[i + 1].split(":")
@@ -44,7 +68,12 @@ def main(argv: list[str]) -> int:
                     return 125
         hostname = argv[argv.index("--hostname") + 1] if "--hostname" in argv[:image_at] else "container"
         namespaces = ["unshare", "--pid", "--uts", "--fork", "--kill-child"]
-        inside = 'hostname "$1" && shift && exec restic "$@"'
+        inside = (
+            'hostname "$1" && shift && set -- restic "$@" && '
+            'if [ -n "$IONICE_CLASS" ]; then '
+            'set -- ionice -c "$IONICE_CLASS" -n "${IONICE_PRIORITY:-4}" "$@"; fi'
+            ' && exec nice -n "${NICE:-0}" "$@"'
+        )
         os.execvp("unshare", [*namespaces, "sh", "-c", inside, "sh", hostname, *argv[image_at + 1 :]])
     if command == "exec":
         i, extra = 1, {}
@@ -75,6 +104,18 @@ def main(argv: list[str]) -> int:
             if all(c["labels"].get(key) == value for key, value in filters):
                 print(name)
         return 0
+    if command == "inspect" and argv[1] == "--format" and argv[2] == "{{.Config.Image}}":
+        if argv[3] not in containers:
+            print(f"Error: No such object: {argv[3]}", file=sys.stderr)
+            return 1
+        print(containers[argv[3]]["image"])
+        return 0
+    if command == "rm" and argv[1] == "--force":
+        gone = containers.pop(argv[2], None)
+        if gone and gone.get("server"):
+            _stop_server(gone["server"])
+        (state_dir / "state.json").write_text(json.dumps(state))
+        return 0
     if command == "container" and argv[1] == "inspect":
         return 0 if argv[2] in containers else 1
     if command == "volume" and argv[1] == "inspect":
@@ -86,6 +127,54 @@ def main(argv: list[str]) -> int:
         return 0
     print(f"shim: unsupported docker {' '.join(argv)}", file=sys.stderr)
     return 2
+
+
+def _server(state_dir: Path, state: dict[str, Any], argv: list[str], image_at: int) -> int:
+    """`docker run --detach --network none --env ... IMAGE` of a database image (the restore drill's
+    throwaway server): a real server from tests/realservers.py, which `docker exec` then reaches over TCP
+    (its port and password in the container's environment), stopped by `docker rm --force`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.realservers import PASSWORD, MariaDB, Postgres
+
+    name, image = argv[argv.index("--name") + 1], argv[image_at]
+    env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv[:image_at]) if a == "--env")
+    if "postgres" in image:
+        pg = Postgres(user=env.get("POSTGRES_USER", "postgres")).start()
+        server = {"engine": "postgres", "directory": pg.directory, "port": pg.port, "user": pg.user}
+        container_env = {"PGPORT": str(pg.port), "PGPASSWORD": PASSWORD}
+    elif "mariadb" in image:
+        maria = MariaDB().start()
+        assert maria.process is not None
+        server = {"engine": "mariadb", "directory": maria.directory, "pid": maria.process.pid}
+        container_env = {"MYSQL_TCP_PORT": str(maria.port), "MYSQL_PWD": PASSWORD}
+    else:
+        print(f"shim: no server for image {image}", file=sys.stderr)
+        return 125
+    state["containers"][name] = {
+        "labels": {}, "env": container_env, "running": True, "image": image, "server": server, "run": argv
+    }  # fmt: skip
+    (state_dir / "state.json").write_text(json.dumps(state))
+    print(name)
+    return 0
+
+
+def _stop_server(server: dict[str, Any]) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.realservers import Postgres
+
+    if server["engine"] == "postgres":
+        Postgres(user=server["user"], port=server["port"], directory=server["directory"]).stop()
+        return
+    try:
+        os.kill(server["pid"], 15)
+        for _ in range(300):  # until it is gone or a zombie (its parent, an earlier shim, is gone)
+            os.kill(server["pid"], 0)
+            if Path(f"/proc/{server['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.1)
+    except (ProcessLookupError, FileNotFoundError):
+        pass
+    shutil.rmtree(server["directory"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -445,12 +447,9 @@ def test_restic_runs_as_the_pinned_image_with_secrets_by_name_only(tmp_path: Pat
     m = vh.Manifest(str(home))
     argv = vh.Restic(m, str(env)).argv(["backup", "/srv/data"], [("/srv/data", False)])
     assert argv[:3] == ["docker", "run", "--rm"]
-    assert argv[argv.index("--entrypoint") + 1 :] == [
-        "/usr/bin/restic",
-        "restic/restic:0.19.1",
-        "backup",
-        "/srv/data",
-    ]
+    # The image's entrypoint (it applies NICE and IONICE_*), not restic directly.
+    assert "--entrypoint" not in argv
+    assert argv[-3:] == ["restic/restic:0.19.1", "backup", "/srv/data"]
     assert " ".join(argv).count("--cap-add") == 1 and "--cap-drop ALL --cap-add DAC_READ_SEARCH" in " ".join(
         argv
     )
@@ -461,6 +460,9 @@ def test_restic_runs_as_the_pinned_image_with_secrets_by_name_only(tmp_path: Pat
         [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
+            "IONICE_CLASS",
+            "IONICE_PRIORITY",
+            "NICE",
             "RESTIC_CACHE_DIR",
             "RESTIC_PASSWORD",
             "RESTIC_REPOSITORY",
@@ -573,3 +575,44 @@ def test_a_move_across_filesystems_keeps_owners_and_modes(tmp_path: Path) -> Non
         assert (link.st_uid, link.st_gid) == (1002, 1003) and os.readlink(target / "sub" / "link") == "data"
     finally:
         subprocess.run(["umount", str(scratch)], check=True)
+
+
+def test_the_units_are_hardened_and_still_write_where_a_run_writes(
+    full: harness.Plan, tmp_path: Path
+) -> None:
+    """Issue 17 item 10: a read-only system, private /tmp, no new privileges, files for root only; writable
+    only the backup home and the folder of the collector's status file (settings.json's status_file)."""
+    script = create(full, "backup-schedule-timers")
+    units = "/etc/systemd/system/vh-backup"
+    settings = json.loads(
+        heredoc(create(full, "backup-tool"), "/srv/versatilehub/clientea/backup/settings.json")
+    )
+    assert settings["status_file"], "the full stack has monitoring on"
+    home = "/srv/versatilehub/clientea/backup"
+    # The monthly restore drill: the first Sunday of each month, in the client's time zone.
+    drill_timer = heredoc(script, f"{units}-drill-clientea.timer")
+    assert "OnCalendar=Sun *-*-01..07 06:00:00 America/Argentina/Buenos_Aires" in drill_timer
+    assert "ExecStart=/srv/versatilehub/clientea/backup/vh-backup drill" in heredoc(
+        script, f"{units}-drill-clientea.service"
+    )
+    assert (
+        "enable --now vh-backup-clientea.timer vh-backup-check-clientea.timer vh-backup-drill-clientea"
+        in script
+    )
+    for name in ("clientea", "check-clientea", "drill-clientea"):
+        service = heredoc(script, f"{units}-{name}.service")
+        for line in ("UMask=0077", "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict"):
+            assert f"\n{line}\n" in service, (name, line)
+        [writable] = re.findall(r"^ReadWritePaths=(.*)$", service, re.M)
+        assert writable.split() == [home, f"-{os.path.dirname(settings['status_file'])}"]
+        # systemd's own parser, on the units as installed (ExecStart pointed at a file that exists here).
+        tool = tmp_path / "vh-backup"
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755)
+        (tmp_path / f"vh-backup-{name}.service").write_text(service.replace(f"{home}/vh-backup", str(tool)))
+        (tmp_path / f"vh-backup-{name}.timer").write_text(heredoc(script, f"{units}-{name}.timer"))
+        proc = subprocess.run(
+            ["systemd-analyze", "verify", str(tmp_path / f"vh-backup-{name}.service")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr

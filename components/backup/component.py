@@ -49,6 +49,10 @@ def backup_home(config: SuiteConfig) -> str:
     return f"{config.storage.data_root}/{config.client}/backup"
 
 
+def drill_unit(config: SuiteConfig) -> str:
+    return f"vh-backup-drill-{config.client}"
+
+
 def unit_name(config: SuiteConfig, check: bool = False) -> str:
     return f"vh-backup{'-check' if check else ''}-{config.client}"
 
@@ -265,18 +269,31 @@ class BackupSchedule(pulumi.ComponentResource):
         home = repository.home
         daily = b.on_calendar(b.schedule, cfg.timezone)
         weekly = b.on_calendar(b.check_schedule, cfg.timezone)
+        monthly = f"Sun *-*-01..07 06:00:00 {cfg.timezone}"
+        # What the hardened units may write (ReadWritePaths; "-": may not exist yet).
+        status = [f"-{s.rsplit('/', 1)[0]}" for s in monitoring.status_files(cfg) if s]
+        local = [f"-{b.repository}"] if b.repository_kind == "local" and b.repository else []
+        writable = " ".join(dict.fromkeys([home, *status, *local]))
         units = {
-            f"{unit_name(cfg)}.service": _unit("vh-backup.service", cfg.client, home),
+            f"{unit_name(cfg)}.service": _unit("vh-backup.service", cfg.client, home, writable=writable),
             f"{unit_name(cfg)}.timer": _unit("vh-backup.timer", cfg.client, home, daily),
-            f"{unit_name(cfg, check=True)}.service": _unit("vh-backup-check.service", cfg.client, home),
+            f"{unit_name(cfg, check=True)}.service": _unit(
+                "vh-backup-check.service", cfg.client, home, writable=writable
+            ),
             f"{unit_name(cfg, check=True)}.timer": _unit("vh-backup-check.timer", cfg.client, home, weekly),
+            # The restore drill (vh-backup drill): the first Sunday of each month, after the weekly check.
+            f"{drill_unit(cfg)}.service": _unit(
+                "vh-backup-drill.service", cfg.client, home, writable=writable
+            ),
+            f"{drill_unit(cfg)}.timer": _unit("vh-backup-drill.timer", cfg.client, home, monthly),
         }
-        timers = f"{unit_name(cfg)}.timer {unit_name(cfg, check=True)}.timer"
+        timers = f"{unit_name(cfg)}.timer {unit_name(cfg, check=True)}.timer {drill_unit(cfg)}.timer"
         sources = json.dumps(sources_manifest(d.backup_sources), indent=2)
         script = (
             AS_ROOT
             # systemd's own parser judges the schedules before anything is installed.
-            + f"systemd-analyze calendar {shlex.quote(daily)} {shlex.quote(weekly)} >/dev/null\n"
+            + f"systemd-analyze calendar {shlex.quote(daily)} {shlex.quote(weekly)} {shlex.quote(monthly)}"
+            + " >/dev/null\n"
             + write_file(f"{home}/sources.json", sources, "0600")
             + "".join(write_file(f"/etc/systemd/system/{unit}", text, "0644") for unit, text in units.items())
             + "as_root systemctl daemon-reload\n"
@@ -321,6 +338,7 @@ class BackupSchedule(pulumi.ComponentResource):
         self.register_outputs({"repository": b.repository, "schedule": daily})
 
 
-def _unit(template: str, client: str, home: str, schedule: str = "") -> str:
+def _unit(template: str, client: str, home: str, schedule: str = "", writable: str = "") -> str:
     text = (SCRIPTS / "systemd" / template).read_text()
-    return text.replace("@CLIENT@", client).replace("@HOME@", home).replace("@SCHEDULE@", schedule)
+    text = text.replace("@CLIENT@", client).replace("@HOME@", home).replace("@SCHEDULE@", schedule)
+    return text.replace("@WRITABLE@", writable)
