@@ -1,7 +1,7 @@
 """The lab's two tools, in CI: the image builder's cache logic and the driver applying a planned container.
 
-The real-app checks (n8n, its runner, OpenClaw; a cold n8n build alone takes over 13 minutes on 2 cores)
-run apart: `python -m tools.lab test` (lab/, docs/flow.md).
+The real-app checks (n8n, its runner, OpenClaw; a cold n8n build alone takes 8 to 13 minutes on 2 cores)
+are not written yet (issue 21 items 3-5): they will run apart from CI, next to the cached images.
 """
 
 from __future__ import annotations
