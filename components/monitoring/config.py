@@ -1,6 +1,6 @@
 """The monitoring section of the stack file (`versatilehub:monitoring.*`): thresholds and where alerts go.
 
-It depends on pydantic only, so components/config.py composes it without importing the component.
+It depends on core.model only, so components/config.py composes it without importing the component.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field, SecretStr
+
+from components.core.model import Model
 
 if TYPE_CHECKING:
     from components.config import SuiteConfig
@@ -31,18 +32,7 @@ def _hostname(value: str) -> str:
     return value
 
 
-class _Model(BaseModel):
-    # As components.config.Model: camelCase stack keys, typos rejected.
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        str_strip_whitespace=True,
-    )
-
-
-class AlertSmtpConfig(_Model):
+class AlertSmtpConfig(Model):
     """Where alert mail goes out (STARTTLS); without it, Chat's SMTP settings are used."""
 
     address: Annotated[str, AfterValidator(_hostname)] = Field(
@@ -58,7 +48,7 @@ class AlertSmtpConfig(_Model):
     )
 
 
-class MonitoringConfig(_Model):
+class MonitoringConfig(Model):
     """The collector on the server (issue 19): thresholds (the seed's by default) and where alerts go."""
 
     enabled: bool = Field(True, json_schema_extra={"example": "false"})
