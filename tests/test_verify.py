@@ -9,6 +9,7 @@ certificate, and no server at all.
 from __future__ import annotations
 
 import http.server
+import json
 import shlex
 import socket
 import ssl
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from components.core.host import PREAMBLE
+from components.core.probe import Check
 from components.edge import verify
 from tests.conftest import PlanFn, make_stack
 from tools import harness
@@ -349,7 +351,7 @@ def test_an_unhealthy_service_fails_the_update_with_one_clear_line(server: int) 
     lines = [line for line in err.splitlines() if line.startswith("verify: agent ")]
     assert len(lines) == 1
     assert "the last was 502" in lines[0] and "expected 2xx" in lines[0]
-    assert "verify: 1 of 2 endpoints failed" in err
+    assert "verify: 1 of 2 endpoints and checks failed" in err
 
 
 def test_a_200_from_the_wrong_app_is_not_health(server: int) -> None:
@@ -409,3 +411,87 @@ def test_the_script_refuses_values_that_would_break_bash_or_json() -> None:
 def test_report_parsing_takes_the_last_json_line() -> None:
     assert verify.parse_report("") == {}
     assert verify.parse_report('noise\n{"ok":true,"endpoints":[]}\n') == {"ok": True, "endpoints": []}
+
+
+# -- the services' deeper checks (components/core/probe.py) ----------------------------------------
+
+
+def service_check(name: str, body: str, port: int, **secret_env: str) -> verify.ServiceCheck:
+    base = f"https://hub.example.test:{port}"
+    check = Check(name, body, secret_env=dict.fromkeys(secret_env, "unused"))
+    return verify.ServiceCheck(check, base, f"hub.example.test:{port}:127.0.0.1")
+
+
+def run_checks(
+    checks: list[verify.ServiceCheck], secrets: dict[str, str] | None = None, wait: int = 1
+) -> tuple[int, dict[str, Any], str]:
+    text = PREAMBLE + verify.script([], wait_seconds=wait, trusted_tls=False, checks=checks)
+    text = text.replace("sleep 5", "sleep 0.2")
+    env = {"PATH": "/usr/bin:/bin", **(secrets or {})}
+    done = subprocess.run(["/bin/bash", "-c", text], capture_output=True, text=True, timeout=60, env=env)
+    return done.returncode, verify.parse_report(done.stdout), done.stderr
+
+
+def test_a_check_reaches_its_service_through_the_pinned_route_and_passes(server: int) -> None:
+    body = 'vh_curl "$1/api/method/ping" | grep -q pong\n[[ $VH_BASE_URL == "$1" ]]\n'
+    rc, report, err = run_checks([service_check("hub-ping", body, server)])
+    assert rc == 0, err
+    assert report["checks"] == [{"name": "hub-ping", "result": "ok", "problem": ""}]
+
+
+def test_a_failing_check_fails_the_update_naming_what_failed_and_masks_secrets(server: int) -> None:
+    body = (
+        'echo "stdout is discarded: $VH_HUB_PASSWORD"\n'
+        'vh_curl "$1/broken" -o /dev/null -w "%{http_code}" | grep -q 200 ||'
+        ' { echo "login as Administrator refused (password $VH_HUB_PASSWORD)" >&2; exit 1; }\n'
+    )
+    check = service_check("hub-login", body, server, VH_HUB_PASSWORD="")
+    rc, report, err = run_checks([check], secrets={"VH_HUB_PASSWORD": "s3cr3t-Value"})
+    assert rc == 1 and report["ok"] is False
+    (entry,) = report["checks"]
+    assert entry["result"] == "failed"
+    assert entry["problem"] == "login as Administrator refused (password ***)"
+    assert "verify: hub-login: login as Administrator refused (password ***)" in err
+    assert "s3cr3t-Value" not in err + json.dumps(report)
+    assert "verify: 1 of 1 endpoints and checks failed" in err
+
+
+def test_a_check_is_retried_until_the_deadline(server: int, tmp_path: Path) -> None:
+    marker = tmp_path / "tries"
+    body = f'echo x >> {marker}\n(( $(wc -l < {marker}) >= 3 )) || {{ echo "not yet" >&2; exit 1; }}\n'
+    rc, _, err = run_checks([service_check("hub-slow", body, server)], wait=5)
+    assert rc == 0, err
+    assert marker.read_text().count("x") == 3
+
+
+def test_a_silent_failure_still_says_which_check(server: int) -> None:
+    rc, _, err = run_checks([service_check("hub-quiet", "false\n", server)])
+    assert rc == 1 and "verify: hub-quiet: failed and said nothing on stderr" in err
+
+
+def test_check_names_and_environment_names_are_refused_when_unsafe() -> None:
+    with pytest.raises(ValueError, match="lowercase words"):
+        Check("Hub Login; reboot", "true")
+    with pytest.raises(ValueError, match="must be VH_<NAME>"):
+        Check("hub-login", "true", secret_env={"PATH": "x"})
+
+
+def test_a_service_check_reaches_the_plan_with_its_secret_in_the_environment_only(
+    plan: PlanFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.services.hub.component import Hub
+
+    original = Hub.__init__
+
+    def with_check(self: Hub, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.checks = [Check("hub-login", 'vh_curl "$1/" >/dev/null\n', secret_env={"VH_HUB_PW": "pw-42"})]
+
+    monkeypatch.setattr(Hub, "__init__", with_check)
+    p = plan(["hub"])
+    s = p.get(COMMAND, "verify-endpoints")
+    inputs = harness.plain(s.inputs)
+    assert "check hub-login https://" in inputs["create"]
+    assert "pw-42" not in inputs["create"]
+    assert inputs["environment"]["VH_HUB_PW"] == "pw-42"
+    assert harness.is_secret(s.inputs["environment"]["VH_HUB_PW"])

@@ -15,6 +15,10 @@ repeats the request without verification; that is safe because `--resolve` pins 
 nothing leaves the host. `verify.trustedTls` turns an untrusted certificate into a failure, for once DNS
 points here. In standalone mode the single service is probed on its loopback port over plain HTTP.
 
+Then each service's deeper checks run (components/core/probe.py: a login with the generated password, a
+realtime handshake, ...), each retried until the same deadline; a failing one is one `verify: <check>:`
+line naming what failed. The checks' secrets reach the step in its environment, never its command line.
+
 The step re-runs whenever a container of the stack is replaced (its triggers are the containers' ids) or
 the endpoints change; `pulumi up --replace <its URN>` re-runs it on demand.
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -33,6 +37,7 @@ import pulumi
 import pulumi_command as command
 
 from components.core.deployment import Deployment
+from components.core.probe import Check
 from components.edge.component import Edge
 from components.edge.portal import Portal
 
@@ -60,15 +65,8 @@ def probes(
                 f"{name}: the service component must export its health path as outputs['healthPath']"
             )
         body = component.outputs.get("healthBody", "")
-        if cfg.routed:
-            url = cfg.url(name)
-        else:  # standalone: the loopback address expose() gave it
-            url = component.outputs["url"]
-            if not isinstance(url, str) or not url.startswith("http://127.0.0.1:"):
-                raise ValueError(
-                    f"{name}: standalone outputs['url'] must be its http://127.0.0.1:<port> address"
-                )
-        found.append(_probe(name, url.rstrip("/") + path, "2??", cfg.verify.budget(name), body))
+        url = _base_url(d, name, component)
+        found.append(_probe(name, url + path, "2??", cfg.verify.budget(name), body))
     if portal is not None:
         for host in cfg.portal_hostnames:
             found.append(_probe("portal", f"https://{host}/", "200", cfg.verify.budget_ms))
@@ -78,10 +76,44 @@ def probes(
     return found
 
 
-def _probe(name: str, url: str, expect: str, budget_ms: int, body: str = "") -> Probe:
+def _base_url(d: Deployment, name: str, component: Any) -> str:
+    """The service's public base URL, no trailing slash: its hostname, or its loopback port standalone."""
+    if d.config.routed:
+        return d.config.url(name).rstrip("/")
+    url = component.outputs["url"]  # standalone: the loopback address expose() gave it
+    if not isinstance(url, str) or not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"{name}: standalone outputs['url'] must be its http://127.0.0.1:<port> address")
+    return url.rstrip("/")
+
+
+def _resolve(url: str) -> str:
+    """curl's --resolve entry pinning an https URL's name to this host ("" for a loopback URL)."""
     parts = urlsplit(url)
-    resolve = f"{parts.hostname}:443:127.0.0.1" if parts.scheme == "https" else ""
-    return Probe(name, url, resolve, expect, budget_ms, body)
+    return f"{parts.hostname}:{parts.port or 443}:127.0.0.1" if parts.scheme == "https" else ""
+
+
+def _probe(name: str, url: str, expect: str, budget_ms: int, body: str = "") -> Probe:
+    return Probe(name, url, _resolve(url), expect, budget_ms, body)
+
+
+@dataclass(frozen=True)
+class ServiceCheck:
+    """A service's deeper check (components/core/probe.py) with the base URL it runs against."""
+
+    check: Check
+    base_url: str
+    resolve: str
+
+
+def service_checks(d: Deployment, services: Mapping[str, Any]) -> list[ServiceCheck]:
+    """Every service's deeper checks, in service order."""
+    found: list[ServiceCheck] = []
+    for name, component in services.items():
+        checks: list[Check] = getattr(component, "checks", [])
+        for check in checks:
+            base = _base_url(d, name, component)
+            found.append(ServiceCheck(check, base, _resolve(base)))
+    return found
 
 
 # Runs on the host under `set -euo pipefail` (host.PREAMBLE). Results go to stdout as one JSON document,
@@ -99,6 +131,7 @@ bodyfile=$(mktemp)
 trap 'rm -f "$errfile" "$bodyfile"' EXIT
 failed=0
 results=()
+checks=()
 
 to_ms() {  # curl's seconds ("0.123456") -> whole milliseconds
   local s=${1:-0}
@@ -128,6 +161,39 @@ request() {  # url resolve expect body max_time -> sets code, ms, tls, err, answ
   if [[ $code == $expect ]]; then
     if [[ -z $body ]] || grep -qF -- "$body" "$bodyfile"; then answered=1; else err="its body lacks $body"; fi
   fi
+}
+
+vh_curl() {  # url [curl args...]: for the checks; pinned to this host like the probes
+  local url=$1
+  shift
+  local -a pin=()
+  [[ -z ${VH_RESOLVE:-} ]] || pin=(--resolve "$VH_RESOLVE" -k)
+  curl -sS --max-time 20 "${pin[@]}" "$@" "$url"
+}
+export -f vh_curl
+
+check() {  # name base_url resolve script: a service's deeper check, retried until the deadline
+  local name=$1 result=failed problem="" entry key value
+  while :; do
+    if VH_BASE_URL=$2 VH_RESOLVE=$3 bash -euo pipefail -c "$4" "$name" "$2" >/dev/null 2>"$errfile"; then
+      result=ok
+      break
+    fi
+    (( $(date +%s) < deadline )) || break
+    sleep 5
+  done
+  if [[ $result != ok ]]; then
+    problem=$(tail -n 1 "$errfile" | tr -d '"\\' | tr -d '[:cntrl:]')
+    for key in $secret_names; do  # a check must not print a secret; if one does, it is masked here
+      value=${!key:-}
+      [[ -z $value ]] || problem=${problem//"$value"/***}
+    done
+    [[ -n $problem ]] || problem="failed and said nothing on stderr"
+    failed=$((failed + 1))
+    echo "verify: $name: $problem" >&2
+  fi
+  printf -v entry '{"name":"%s","result":"%s","problem":"%s"}' "$name" "$result" "$problem"
+  checks+=("$entry")
 }
 
 probe() {  # name url resolve expect budget_ms body
@@ -172,29 +238,46 @@ _REPORT = r"""
 ok=true
 (( failed == 0 )) || ok=false
 joined=$(IFS=,; echo "${results[*]}")
-printf '{"ok":%s,"checkedAt":"%s","endpoints":[%s]}\n' "$ok" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$joined"
+joined_checks=$(IFS=,; echo "${checks[*]}")
+printf '{"ok":%s,"checkedAt":"%s","endpoints":[%s],"checks":[%s]}\n' "$ok" \
+  "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$joined" "$joined_checks"
 if (( failed )); then
-  echo "verify: $failed of ${#results[@]} endpoints failed; fix the service (docker logs <container>)" \
+  echo "verify: $failed of $(( ${#results[@]} + ${#checks[@]} )) endpoints and checks failed;" \
+    "fix the service (docker logs <container>)" \
     "and run pulumi up again, or adjust versatilehub:verify" >&2
   exit 1
 fi
 """
 
 
-def script(probe_list: list[Probe], *, wait_seconds: int, trusted_tls: bool) -> str:
-    """The bash the host runs (after host.PREAMBLE's `set -euo pipefail`)."""
+def script(
+    probe_list: list[Probe],
+    *,
+    wait_seconds: int,
+    trusted_tls: bool,
+    checks: Sequence[ServiceCheck] = (),
+) -> str:
+    """The bash the host runs (after host.PREAMBLE's `set -euo pipefail`): the probes, then the checks."""
     for p in probe_list:  # everything below is interpolated into bash and JSON: keep it to safe characters
         assert re.fullmatch(r"[A-Za-z0-9:/._?=&%-]+", p.url) and re.fullmatch(r"[a-z-]+", p.name), p
-    calls = "\n".join(
+    for c in checks:  # the name is checked by Check itself; the script is passed quoted, as one argument
+        assert re.fullmatch(r"[A-Za-z0-9:/._-]+", c.base_url), c.base_url
+    calls = [
         "probe "
         + " ".join(shlex.quote(v) for v in (p.name, p.url, p.resolve, p.expect, str(p.budget_ms), p.body))
         for p in probe_list
-    )
+    ]
+    calls += [
+        "check " + " ".join(shlex.quote(v) for v in (c.check.name, c.base_url, c.resolve, c.check.script))
+        for c in checks
+    ]
+    secret_names = sorted({key for c in checks for key in c.check.secret_env})
     header = (
         f"wait_seconds={wait_seconds}\ntrusted_tls={int(trusted_tls)}\n"
+        f"secret_names={shlex.quote(' '.join(secret_names))}\n"
         "deadline=$(( $(date +%s) + wait_seconds ))\n"
     )
-    return _NEEDS_CURL + header + _FUNCTIONS + calls + "\n" + _REPORT
+    return _NEEDS_CURL + header + _FUNCTIONS + "\n".join(calls) + "\n" + _REPORT
 
 
 def parse_report(stdout: str) -> dict[str, Any]:
@@ -222,6 +305,15 @@ class Verify(pulumi.ComponentResource):
         super().__init__("versatilehub:verify:Verify", name, None, opts)
         cfg = d.config
         probe_list = probes(d, services, edge, portal)
+        check_list = service_checks(d, services)
+        env: dict[str, pulumi.Input[str]] = {}
+        secret_env: dict[str, pulumi.Input[str]] = {}
+        for c in check_list:
+            for key in (*c.check.env, *c.check.secret_env):
+                if key in env or key in secret_env:
+                    raise ValueError(f"verify: two checks set {key}")
+            env.update(c.check.env)
+            secret_env.update({k: pulumi.Output.secret(v) for k, v in c.check.secret_env.items()})
         self.endpoints = {}
         for p in probe_list:
             self.endpoints.setdefault(p.name, []).append(p.url)
@@ -229,14 +321,22 @@ class Verify(pulumi.ComponentResource):
         after = [*services.values(), *(r for r in (edge, portal) if r is not None)]
         step = d.run(
             f"{name}-endpoints",
-            script(probe_list, wait_seconds=cfg.verify.wait_seconds, trusted_tls=cfg.verify.trusted_tls),
+            script(
+                probe_list,
+                wait_seconds=cfg.verify.wait_seconds,
+                trusted_tls=cfg.verify.trusted_tls,
+                checks=check_list,
+            ),
             parent=self,
+            env=env,
+            secret_env=secret_env,
+            progress=True,  # its stderr is the `verify:` lines, with any secret a check printed masked
             # A replaced container gets a new id: the probe runs again after every update that touched one.
             triggers=[c.id for c in d.created_containers],
             depends_on=after,
         )
-        # host.run keeps every step's stdout secret in case it echoes a secret it was given; this step is
-        # given none and prints only statuses and timings.
+        # host.run keeps every step's stdout secret in case it echoes a secret it was given; this step prints
+        # only statuses, timings and the checks' problem lines (their stdout is discarded, secrets masked).
         stdout = pulumi.Output.unsecret(cast(command.local.Command, step).stdout)  # remote has it too
         self.results = stdout.apply(parse_report)
         self.register_outputs({"endpoints": self.endpoints})
