@@ -45,6 +45,7 @@ from components.core.deployment import AppBackupCommand, Deployment, FileSet
 from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
+from components.services.hub.frontend import NGINX_TEMP, Upstreams, frontend
 
 SERVICE = "hub"
 FRAPPE_UID = "1000:1000"  # `frappe` (useradd -u 1000) in frappe/erpnext
@@ -59,7 +60,6 @@ PYTHON = f"{BENCH_DIR}/env/bin/python"
 BENCH = ("env", "-C", SITES, PYTHON, "-m", "frappe.utils.bench_helper", "frappe")
 
 BACKEND_PORT = 8000
-FRONTEND_PORT = 8080
 SOCKETIO_PORT = 9000
 MARIADB_PORT = 3306
 REDIS_PORT = 6379
@@ -141,6 +141,7 @@ class Hub(pulumi.ComponentResource):
                 DataDir("sites", owner=FRAPPE_UID),
                 DataDir("logs", owner=FRAPPE_UID),
                 DataDir("redis-queue", owner=REDIS_UID, mode="0700"),
+                DataDir("nginx-tmp", owner=FRAPPE_UID, mode="0700"),  # frontend.NGINX_TEMP
             ],
         )
         sites_mount = data.mount("sites", SITES)
@@ -351,52 +352,19 @@ class Hub(pulumi.ComponentResource):
             no_healthcheck_reason=worker_reason,
         )
 
-        exposure = d.expose(SERVICE, "frontend", FRONTEND_PORT)
-        frontend_env: dict[str, pulumi.Input[str]] = {
-            "BACKEND": f"{backend}:{BACKEND_PORT}",
-            "SOCKETIO": f"{websocket}:{SOCKETIO_PORT}",
-        }
-        if site != hostname or not cfg.routed:
-            # Requests carry the public hostname (or 127.0.0.1): serve the site by name instead of by Host.
-            frontend_env["FRAPPE_SITE_NAME_HEADER"] = site
-        if d.web_subnet is not None:
-            # Requests arrive from Traefik on `web`: trust X-Forwarded-For from there, so Frappe sees the
-            # client's address (logs, login attempt limits). Without a known subnet, nginx's own default
-            # (an empty one would stop it from starting).
-            frontend_env["UPSTREAM_REAL_IP_ADDRESS"] = d.web_subnet.apply(lambda net: net or "127.0.0.1")
-        frontend_networks = [*exposure.networks, *on_internal]
-        if not cfg.routed:
-            # A container on internal networks only cannot publish its loopback port.
-            frontend_networks.insert(0, Attach(d.shared_network))
-        # nginx resolves BACKEND and SOCKETIO once, at start (frappe_docker's nginx-template.conf: `upstream
-        # { server ${BACKEND}; }`, no resolver): their ids in a label make a replaced backend or websocket
-        # replace the frontend too (labels are ForceNew in the Docker provider).
-        frontend_labels: dict[str, pulumi.Input[str]] = {
-            **exposure.labels,
-            "io.versatilehub.hub.upstreams": pulumi.Output.concat(self.backend.id, ",", self.websocket.id),
-        }
-        self.frontend = d.container(
+        self.frontend, exposure = frontend(
+            d,
             parent=self,
             service=SERVICE,
-            role="frontend",
-            image="erpnext",
+            name=_container_name(cfg.client, "frontend"),
+            site=site,
             user=FRAPPE_UID,
-            command=["nginx-entrypoint.sh"],
-            envs=frontend_env,
-            mounts=[sites_mount],
-            # The rendered site config, nginx's pid file and its buffers for request bodies and responses.
-            tmpfs={
-                "/tmp": "rw,noexec,nosuid,nodev,size=16m",
-                "/etc/nginx/conf.d": "rw,noexec,nosuid,nodev,size=1m",
-                "/run": "rw,noexec,nosuid,nodev,size=1m",
-                "/var/lib/nginx": "rw,noexec,nosuid,nodev,size=64m",
-            },
-            networks=frontend_networks,
-            labels=frontend_labels,
-            ports=exposure.ports,
-            # nginx itself (any HTTP answer): Traefik drops unhealthy containers, and a slow backend should
-            # show as a 502 from here, not make the hostname vanish.
-            healthcheck=Healthcheck(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{FRONTEND_PORT}/"]),
+            upstreams=Upstreams(
+                self.backend, self.websocket, f"{backend}:{BACKEND_PORT}", f"{websocket}:{SOCKETIO_PORT}"
+            ),
+            mounts=[sites_mount, data.mount("nginx-tmp", NGINX_TEMP)],
+            internal=on_internal,
+            max_body_mb=hub.max_upload_mb,
             depends_on=[self.backend, self.websocket, self.scheduler, *upgrade],  # the last one started
         )
 
