@@ -42,6 +42,7 @@ import pulumi_random as random
 
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import AppBackupCommand, Deployment, FileSet
+from components.core.probe import Check
 from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
@@ -101,6 +102,14 @@ NEW_SITE = script(__name__, "new_site.py")
 COMPANY = script(__name__, "company.py")
 # `bench migrate` in maintenance mode with the scheduler paused (__BENCH_IN_BACKEND__: the backend's bench).
 MIGRATE = script(__name__, "migrate.sh")
+# The post-deploy checks (components/core/probe.py): each signs in as Administrator through the public route
+# (probe-session.sh), then proves one thing a user needs.
+PROBE_SESSION = script(__name__, "probe-session.sh")
+PROBES = {
+    "hub-login": script(__name__, "probe-login.sh"),  # the generated password and a working session
+    "hub-realtime": script(__name__, "probe-realtime.sh"),  # a socket.io CONNECT Frappe authenticated
+    "hub-company": script(__name__, "probe-company.sh"),  # the company the setup wizard created
+}
 
 
 def _container_name(client: str, role: str) -> str:
@@ -111,6 +120,7 @@ class Hub(pulumi.ComponentResource):
     """ERPNext for one client: Frappe's processes, MariaDB, two Redis, the site and its company."""
 
     outputs: dict[str, Any]
+    checks: list[Check]
 
     def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
         super().__init__("versatilehub:hub:Hub", name, None, opts)
@@ -472,6 +482,17 @@ frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler r
         d.backup_sources.append(
             FileSet(SERVICE, sites_data, exclude=("assets", "*/private", "*/public", "*/locks", "*/logs"))
         )
+
+        probe_env: dict[str, pulumi.Input[str]] = {"VH_HUB_SITE": site, "VH_HUB_COMPANY": cfg.company}
+        self.checks = [
+            Check(
+                name,
+                PROBE_SESSION + body,
+                env=probe_env,
+                secret_env={"VH_HUB_ADMIN_PASSWORD": admin_password.result},
+            )
+            for name, body in PROBES.items()
+        ]
 
         self.outputs = {
             "url": exposure.url,
