@@ -425,6 +425,12 @@ def test_configurator_fills_an_empty_bind_mounted_sites(routed: harness.Plan, tm
         "chromium_path": "/usr/bin/chromium-headless-shell",
     }
     assert (tmp_path / "sites" / "apps.txt").read_text() == "frappe\nerpnext\n"
+    # Frappe's build version (assets' ?v=) is sites/.build's mtime: each new configurator moves it on.
+    build = tmp_path / "sites" / ".build"
+    first = build.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert run_configurator(tmp_path, routed).returncode == 0
+    assert build.stat().st_mtime_ns > first
 
 
 def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path: Path) -> None:
@@ -435,7 +441,11 @@ def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path
     assert run_configurator(tmp_path, routed).returncode == 0
     written = json.loads(config.read_text())
     assert written["mail_server"] == "smtp.example.com" and written["db_host"] == "clientea-hub-mariadb"
-    assert sorted(p.name for p in config.parent.iterdir()) == ["apps.txt", "common_site_config.json"]
+    assert sorted(p.name for p in config.parent.iterdir()) == [
+        ".build",
+        "apps.txt",
+        "common_site_config.json",
+    ]
 
 
 @pytest.fixture
