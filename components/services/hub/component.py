@@ -25,8 +25,9 @@ Host steps, through pulumi-command on the Docker host (each idempotent, each tri
 - ``hub-migrate``: ``bench migrate`` in maintenance mode with the scheduler paused, once per erpnext image
   reference, after the pre-update backup and the containers running that image.
 
-Frappe commands run as ``bench`` itself would run them after dispatching (BENCH), so every Frappe container
-keeps a read-only root: the bench CLI rewrites a command cache in the bench directory on each call.
+Frappe commands run as ``bench`` itself would run them after dispatching (BENCH): the bench CLI refuses to
+dispatch outside a bench directory, which it recognises by ``config/pids`` (among others), and the writable
+tmpfs over ``config/`` hides the image's copy of it.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ REDIS_UID = "999:1000"  # `redis` in redis:*-alpine (gid 1000: Alpine already ha
 BENCH_DIR = "/home/frappe/frappe-bench"
 SITES = f"{BENCH_DIR}/sites"
 PYTHON = f"{BENCH_DIR}/env/bin/python"
-# `bench <frappe command>` is this, run from sites/ (bench's own frappe_cmd); calling it directly skips the
-# bench CLI's command-cache rewrite, which would need a writable bench directory.
+# `bench <frappe command>` is this, run from sites/ (frappe/bench bench/cli.py frappe_cmd, v5.22.3); the
+# bench CLI itself would stop at is_bench_directory() (bench/utils/__init__.py paths_in_bench includes
+# config/pids, under FRAPPE_TMPFS's empty config/).
 BENCH = ("env", "-C", SITES, PYTHON, "-m", "frappe.utils.bench_helper", "frappe")
 
 BACKEND_PORT = 8000
