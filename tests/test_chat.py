@@ -302,7 +302,7 @@ def test_only_rails_faces_traefik(routed: harness.Plan) -> None:
     labels = labels_of(chat[RAILS])
     assert labels["traefik.enable"] == "true" and labels["traefik.docker.network"] == "web"
     assert labels["traefik.http.routers.clientea-chat.rule"] == "Host(`chat.clientea.com`)"
-    assert labels["traefik.http.routers.clientea-chat.entrypoints"] == "websecure"
+    assert labels["traefik.http.routers.clientea-chat.entrypoints"] == "websecure,websecure6"
     assert labels["traefik.http.services.clientea-chat.loadbalancer.server.port"] == "3000"
     for name in (SIDEKIQ, POSTGRES, REDIS):
         assert not any(k.startswith("traefik.") for k in labels_of(chat[name])), name
