@@ -745,10 +745,13 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     )
     (bin_dir / "docker").chmod(0o755)
 
+    logs = tmp_path / "logs"
+
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["/bin/bash", "-c", script(prepare)],
-            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1", **extra},
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1",
+                 "VH_STEP_LOG_DIR": str(logs), **extra},
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
 
@@ -758,8 +761,12 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     assert lines[:2] == ["chat prepare: started", "chat prepare: still running after 1 s"]
     assert re.fullmatch(r"chat prepare: done in [23] s", lines[-1])
     assert env["POSTGRES_PASSWORD"] not in ok.stderr + ok.stdout
-    assert "connecting with [secret]" in ok.stdout
+    # The command's output: in the host's private step log (core/scripts/steplog.sh), masked there too.
+    log = logs / "chat_prepare.log"
+    assert log.read_text() == "connecting with [secret]\n" and (log.stat().st_mode & 0o777) == 0o600
     failed = run(FAKE_EXIT="1")
     assert failed.returncode == 1
-    assert "chat prepare failed (exit status 1); its last lines:\nconnecting with [secret]" in failed.stderr
-    assert env["POSTGRES_PASSWORD"] not in failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith(
+        f"chat prepare failed (exit status 1); its output: {log} on "
+    )
+    assert env["POSTGRES_PASSWORD"] not in failed.stderr + failed.stdout and "connecting" not in failed.stderr
