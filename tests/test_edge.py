@@ -149,7 +149,8 @@ def test_each_family_has_its_entrypoints_and_ipv6_gets_the_acme_http_challenge(p
     the same redirection, timeouts and resolver on both; every router listens on both HTTPS ones. Traefik
     answers HTTP-01 only on `httpchallenge.entrypoint` (traefik v3.6.24 pkg/provider/traefik/internal.go
     acme()), so a router hands /.well-known/acme-challenge/ on web6 to acme-http@internal, above web6's
-    redirection (priority math.MaxInt - 1, pkg/config/static Redirections SetDefaults)."""
+    redirection (priority math.MaxInt - 1, pkg/config/static/entrypoints.go
+    RedirectEntryPoint.SetDefaults)."""
     traefik = plan(["flow"]).container("clientea-edge-traefik")
     args = flags(traefik)
     for family, (web, websecure) in {"": (8000, 8443), "6": (8001, 8444)}.items():

@@ -143,7 +143,8 @@ def acme_challenge_labels(router: str, *, entrypoint: str, network: str) -> dict
     """Traefik's own ACME HTTP-01 answer on one more plain-HTTP entrypoint: Traefik serves the challenge
     only on the resolver's `httpchallenge.entrypoint` (internal.go acme()), and Let's Encrypt may ask over
     IPv6 first, which arrives on `web6`. Above that entrypoint's redirection router (priority
-    math.MaxInt - 1, static Redirections SetDefaults), as Traefik's own challenge router is."""
+    math.MaxInt - 1, pkg/config/static/entrypoints.go RedirectEntryPoint.SetDefaults), as Traefik's own
+    challenge router is. Read at traefik v3.6.24 (the pinned v3.6.25's nearest tag in the mirror)."""
     r = _router_id(router)
     return {
         "traefik.enable": "true",
