@@ -236,11 +236,15 @@ def main() -> None:
         fill_databases(pg, maria, args.scale)
         generated = time.monotonic() - t
         location = DataLocation("chat", "storage", str(storage), "bind")
+        # The databases' password as vh-backup reads it: from a secret file (never an env var or argv).
+        password_file = work / "db-password"
+        password_file.write_text(PASSWORD)
+        password_file.chmod(0o400)
         sources = backup.sources_manifest(
             [
-                DatabaseDump("chat", "postgres", "-", "chatwoot", pg.user, "BENCH_DB_PASSWORD"),
+                DatabaseDump("chat", "postgres", "-", "chatwoot", pg.user, str(password_file)),
                 FileSet("chat", location),
-                DatabaseDump("hub", "mariadb", "-", "erp", "root", "BENCH_DB_PASSWORD"),
+                DatabaseDump("hub", "mariadb", "-", "erp", "root", str(password_file)),
             ]
         )
         for entry in sources["sources"]:
@@ -258,7 +262,7 @@ def main() -> None:
             f"RESTIC_REPOSITORY={location_of['main']}\nRESTIC_PASSWORD=bench-repository-password\n{keys}"
         )
         (home / "restic.env").chmod(0o600)
-        env = {**os.environ, "PATH": pg.tool_path(), "BENCH_DB_PASSWORD": PASSWORD}
+        env = {**os.environ, "PATH": pg.tool_path()}
 
         vh(home, env, "init")
         first, out1 = vh(home, env, "run", "--reason", "manual")
