@@ -177,11 +177,15 @@ def start_seaweedfs(weed: str, root: Path) -> tuple[subprocess.Popen[bytes], str
     identity = {"name": "bench", "credentials": [{"accessKey": S3_KEYS[0], "secretKey": S3_KEYS[1]}]}
     identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
     config.write_text(json.dumps({"identities": [identity]}))
-    ports = [free_port() for _ in range(4)]
+    # Each server's gRPC port too: SeaweedFS defaults it to its HTTP port + 10000, past 65535 for a free
+    # port the kernel picked high (seen: "failed to listen on grpc port 70531: invalid port").
+    ports = [free_port() for _ in range(8)]
     argv = [
         weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports[0]}", f"-volume.port={ports[1]}", "-filer", f"-filer.port={ports[2]}",
-        "-s3", f"-s3.port={ports[3]}", f"-s3.config={config}", "-volume.max=0",
+        f"-master.port={ports[0]}", f"-master.port.grpc={ports[4]}",
+        f"-volume.port={ports[1]}", f"-volume.port.grpc={ports[5]}",
+        "-filer", f"-filer.port={ports[2]}", f"-filer.port.grpc={ports[6]}",
+        "-s3", f"-s3.port={ports[3]}", f"-s3.port.grpc={ports[7]}", f"-s3.config={config}", "-volume.max=0",
     ]  # fmt: skip
     with open(root / "seaweedfs.log", "wb") as log:  # the child keeps its own copy of the descriptor
         server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
