@@ -15,8 +15,10 @@ local disk at ``/app/storage``). Backups take a ``pg_dump`` of the database and 
 No browser step. Before Rails or Sidekiq start, two one-off containers of the pinned image run on the Chat
 network: ``db:chatwoot_prepare`` (schema and seeds on an empty database, migrations otherwise; again after
 every version change, after the pre-update snapshot), then a ``rails runner`` that creates the first super
-admin and account (what the onboarding page does) unless that login exists, optionally the website inbox,
-and closes the onboarding page, so no visitor can claim the installation. Sign-up stays closed.
+admin and account (what the onboarding page does) unless that login exists, optionally the website inbox
+(once per site: an inbox the admin deleted stays deleted), closes the onboarding page, so no visitor can
+claim the installation, and keeps sign-up closed in Chatwoot's installation setting (ENABLE_ACCOUNT_SIGNUP's
+seeded row, which Chatwoot reads before the environment).
 """
 
 from __future__ import annotations
