@@ -294,6 +294,44 @@ def test_smtp_without_login_sends_unauthenticated(plan: PlanFn) -> None:
     assert not {"SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_AUTHENTICATION"} & set(env)
 
 
+def test_smtp_on_465_speaks_tls_from_the_first_byte(plan: PlanFn) -> None:
+    """Issue 16 item 9: implicit TLS (SMTPS). Chatwoot's config/environments/production.rb (v4.18.0) hands
+    SMTP_TLS to the mail gem's `tls` only when it is set; STARTTLS stays off on such a connection."""
+    smtp = {"address": "smtp.clientea.com", "port": 465, "sender": "chat@clientea.com"}
+    env = env_of(chat_containers(plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp}))[RAILS])
+    assert (env["SMTP_PORT"], env["SMTP_TLS"], env["SMTP_ENABLE_STARTTLS_AUTO"]) == ("465", "true", "false")
+    relay = {**smtp, "port": 2465, "tls": "implicit"}
+    env = env_of(chat_containers(plan(["chat"], chat={"adminEmail": ADMIN, "smtp": relay}))[RAILS])
+    assert (env["SMTP_PORT"], env["SMTP_TLS"], env["SMTP_ENABLE_STARTTLS_AUTO"]) == ("2465", "true", "false")
+    env = env_of(
+        chat_containers(plan(["chat"], chat={"adminEmail": ADMIN, "smtp": {**smtp, "port": 587}}))[RAILS]
+    )
+    assert "SMTP_TLS" not in env and env["SMTP_ENABLE_STARTTLS_AUTO"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("smtp", "key", "says"),
+    [
+        ({"port": 465, "tls": "starttls"}, "chat.smtp.tls", "port 465 speaks TLS from the first byte"),
+        ({"tls": "ssl"}, "chat.smtp.tls", "Input should be 'starttls' or 'implicit'"),
+        ({"tls": "implicit\nSMTP_TLS=false"}, "chat.smtp.tls", "Input should be 'starttls' or 'implicit'"),
+        ({"port": "465; rm -rf /"}, "chat.smtp.port", "valid integer"),
+        ({"port": 0}, "chat.smtp.port", "greater than or equal to 1"),
+        ({"address": "smtp.clientea.com\nSMTP_PASSWORD=x"}, "chat.smtp.address", ""),
+        ({"address": "smtp.clientea.com:465"}, "chat.smtp.address", ""),
+    ],
+)
+def test_bad_smtp_settings_name_the_key_and_the_fix(
+    config_problems: ProblemsFn, smtp: dict[str, Any], key: str, says: str
+) -> None:
+    base = {"address": "smtp.clientea.com", "sender": "chat@clientea.com"}
+    [line] = config_problems(["chat"], chat={"adminEmail": ADMIN, "smtp": {**base, **smtp}})
+    assert line.startswith(f"versatilehub:{key}: ") and says in line, line
+    assert f"fix: pulumi config set --path 'versatilehub:{key}' " in line and "\n" not in line, line
+    fix = line.split("fix:")[1]
+    assert "rm -rf" not in fix and "SMTP_PASSWORD" not in fix, "the fix is an example value, not the bad one"
+
+
 # -- routing and networks --------------------------------------------------------------------------------
 
 

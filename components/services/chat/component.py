@@ -216,9 +216,14 @@ class Chat(pulumi.ComponentResource):
                 "SMTP_ADDRESS": smtp.address,
                 "SMTP_PORT": str(smtp.port),
                 "SMTP_DOMAIN": cfg.domain,
-                "SMTP_ENABLE_STARTTLS_AUTO": "true",
                 "SMTP_OPENSSL_VERIFY_MODE": "peer",
             }
+            # production.rb sets the mail gem's `tls` only when SMTP_TLS is present: TLS from the first byte
+            # (465), STARTTLS off; otherwise STARTTLS, which the server must offer.
+            if smtp.implicit_tls:
+                app_env |= {"SMTP_TLS": "true", "SMTP_ENABLE_STARTTLS_AUTO": "false"}
+            else:
+                app_env["SMTP_ENABLE_STARTTLS_AUTO"] = "true"
             if smtp.username is not None and smtp.password is not None:
                 app_env |= {"SMTP_USERNAME": smtp.username, "SMTP_AUTHENTICATION": smtp.authentication}
                 app_secrets["SMTP_PASSWORD"] = secret(smtp.password)
