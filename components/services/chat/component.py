@@ -35,6 +35,7 @@ from components.core import postgres as databases
 from components.core.container import LABEL_PREFIX, Attach, Healthcheck
 from components.core.deployment import Deployment, FileSet
 from components.core.model import secret
+from components.core.probe import Check
 from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
@@ -70,12 +71,17 @@ APP_TMPFS = {
 # Runs in a one-off container with the app's environment (a Rails boot: the database and Redis must be up).
 # The password arrives in the environment only. Idempotent: an existing login is left as it is.
 BOOTSTRAP = script(__name__, "bootstrap.rb")
+# The post-deploy checks (components/core/probe.py), through the public route: /api's own report of Postgres
+# and Redis, and (with a website inbox) the widget page free of X-Frame-Options.
+PROBE_API = script(__name__, "probe-api.sh")
+PROBE_WIDGET = script(__name__, "probe-widget.sh")
 
 
 class Chat(pulumi.ComponentResource):
     """Chatwoot, its workers, database and Redis for one client."""
 
     outputs: dict[str, Any]
+    checks: list[Check]
 
     def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
         super().__init__("versatilehub:chat:Chat", name, None, opts)
@@ -315,6 +321,17 @@ class Chat(pulumi.ComponentResource):
             depends_on=[bootstrap, *data.ready, *upgrade],
             **app,
         )
+
+        self.checks = [Check("chat-api", PROBE_API)]
+        if chat.website_inbox:
+            self.checks.append(
+                Check(
+                    "chat-widget",
+                    PROBE_WIDGET,
+                    env={"VH_CHAT_ADMIN_EMAIL": admin_email, "VH_CHAT_WEBSITE": chat.website_inbox},
+                    secret_env={"VH_CHAT_ADMIN_PASSWORD": admin_password.result},
+                )
+            )
 
         self.outputs = {
             "url": url,
