@@ -830,6 +830,8 @@ def test_locales_are_written_as_chatwoot_names_them() -> None:
     assert config.ChatConfig(admin_email=ADMIN, locale="ZH_tw").locale == "zh_TW"
     assert {"es", "en", "pt_BR", "sl", "uz"} <= config.CHATWOOT_LOCALES
     assert "hi" not in config.CHATWOOT_LOCALES, "Hindi is listed but not enabled in v4.18.0"
+    # v4.18.0's languages.rb: indices 0-43; 5 (hi) and 11 (zh) disabled; 42 (uz) and 43 (sl) the last.
+    assert len(config.CHATWOOT_LOCALES) == 44 - 2 and "zh" not in config.CHATWOOT_LOCALES
 
 
 def test_an_incomplete_smtp_setup_names_each_missing_key(config_problems: ProblemsFn) -> None:

@@ -14,6 +14,9 @@ from pydantic import (
 
 from components.core.model import HOSTNAME_RE, Credential, Email, Hostname, Model, printable
 
+# The enabled entries of the pinned Chatwoot's (v4.18.0) config/initializers/languages.rb, the table behind
+# Account#locale and I18n.available_locales: indices 0-43 less the disabled hi (5) and zh (11). One version's
+# list, not a union: re-read it with each new chatwoot pin (docs/chat.md says how it was checked).
 CHATWOOT_LOCALES = frozenset(
     {
         "en",
