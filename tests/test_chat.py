@@ -319,6 +319,9 @@ def test_smtp_on_465_speaks_tls_from_the_first_byte(plan: PlanFn) -> None:
         ({"port": 0}, "chat.smtp.port", "greater than or equal to 1"),
         ({"address": "smtp.clientea.com\nSMTP_PASSWORD=x"}, "chat.smtp.address", ""),
         ({"address": "smtp.clientea.com:465"}, "chat.smtp.address", ""),
+        ({"sender": "chat@clientea.com\r\nBcc: x@evil.example"}, "chat.smtp.sender", ""),
+        ({"username": "chat\nSMTP_PASSWORD=x", "password": {"secure": "v1:smtp"}}, "chat.smtp.username", ""),
+        ({"authentication": "none"}, "chat.smtp.authentication", "'plain', 'login' or 'cram_md5'"),
     ],
 )
 def test_bad_smtp_settings_name_the_key_and_the_fix(
