@@ -294,6 +294,27 @@ def test_smtp_without_login_sends_unauthenticated(plan: PlanFn) -> None:
     assert not {"SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_AUTHENTICATION"} & set(env)
 
 
+def test_the_smtp_password_travels_with_the_other_chat_secrets(plan: PlanFn) -> None:
+    """Issue 16 item 9: the SMTP password is the stack's `secure:` value, never generated; it reaches Rails,
+    Sidekiq and the one-off steps exactly as SECRET_KEY_BASE does (today the containers' secret env; with
+    issue 14's env file, that file), and never a step's script text."""
+    smtp = {
+        "address": "smtp.clientea.com",
+        "sender": "chat@clientea.com",
+        "username": "chat@clientea.com",
+        "password": {"secure": "v1:smtp"},
+    }
+    p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp})
+    for container in (chat_containers(p)[RAILS], chat_containers(p)[SIDEKIQ]):
+        env = env_of(container)
+        assert ("SMTP_PASSWORD" in env) == ("SECRET_KEY_BASE" in env)
+    for role in ("prepare", "bootstrap"):
+        step = p.named(f"chat-{role}")
+        names = set(step_env(step)["VH_SECRET_NAMES"].split())
+        assert {"SMTP_PASSWORD", "SECRET_KEY_BASE"} <= names, "masked in the step's output like the others"
+        assert harness.placeholder("versatilehub:chat.smtp.password") not in script(step)
+
+
 def test_smtp_on_465_speaks_tls_from_the_first_byte(plan: PlanFn) -> None:
     """Issue 16 item 9: implicit TLS (SMTPS). Chatwoot's config/environments/production.rb (v4.18.0) hands
     SMTP_TLS to the mail gem's `tls` only when it is set; STARTTLS stays off on such a connection."""
