@@ -19,7 +19,7 @@ from components.core.deployment import DatabaseDump, FileSet
 from components.core.scripts import PROGRESS
 from components.services.chat.component import BOOTSTRAP
 from components.suite import deploy
-from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
+from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of, secret_file_of
 from tools import harness
 
 RAILS, SIDEKIQ, POSTGRES, REDIS = (f"clientea-chat-{r}" for r in ("rails", "sidekiq", "postgres", "redis"))
@@ -201,7 +201,8 @@ def test_credentials_match_and_are_dsn_safe(routed: harness.Plan) -> None:
     chat = chat_containers(routed)
     app, db, redis = env_of(chat[RAILS]), env_of(chat[POSTGRES]), env_of(chat[REDIS])
     assert (db["POSTGRES_USER"], db["POSTGRES_DB"]) == (app["POSTGRES_USERNAME"], app["POSTGRES_DATABASE"])
-    assert db["POSTGRES_PASSWORD"] == app["POSTGRES_PASSWORD"]
+    assert "POSTGRES_PASSWORD" not in db, "a file, read by the image's file_env (issue 14)"
+    assert secret_file_of(routed, chat[POSTGRES], db["POSTGRES_PASSWORD_FILE"]) == app["POSTGRES_PASSWORD"]
     assert redis["REDIS_PASSWORD"] == app["REDIS_PASSWORD"]
     assert "@" not in app["REDIS_URL"] and app["REDIS_PASSWORD"] not in app["REDIS_URL"]
     for key in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):
@@ -218,6 +219,9 @@ def test_credentials_match_and_are_dsn_safe(routed: harness.Plan) -> None:
 def test_secrets_stay_secret(routed: harness.Plan) -> None:
     chat = chat_containers(routed)
     for name, c in chat.items():
+        if name == POSTGRES:  # its password is a file (issue 14): every env change shows in a preview
+            assert not harness.contains_secret(c.inputs["envs"])
+            continue
         assert harness.is_secret(c.inputs["envs"]), f"{name}: its environment carries secrets"
     app = env_of(chat[RAILS])
     secrets = [app[k] for k in app if k.endswith(("PASSWORD", "KEY", "SALT", "KEY_BASE"))]
@@ -790,7 +794,10 @@ def test_backups_dump_the_database_and_copy_the_storage() -> None:
     built: list[Any] = []
     harness.run(make_stack(["chat"]), program=lambda: built.append(deploy(config.load())))
     sources = [s for s in built[0].deployment.backup_sources if s.service == "chat"]
-    assert DatabaseDump("chat", "postgres", POSTGRES, "chatwoot", "chatwoot", "POSTGRES_PASSWORD") in sources
+    assert (
+        DatabaseDump("chat", "postgres", POSTGRES, "chatwoot", "chatwoot", "/run/secrets/postgres-password")
+        in sources
+    )
     [files] = [s for s in sources if isinstance(s, FileSet)]
     assert files.location.source == "/srv/versatilehub/clientea/chat/storage"
     assert len(sources) == 2

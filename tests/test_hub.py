@@ -24,7 +24,16 @@ from components.services.hub import component as hub
 from components.services.hub import frontend as hub_frontend
 from components.services.hub import steps as hub_steps
 from components.suite import deploy
-from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
+from tests.conftest import (
+    PlanFn,
+    PreUpdateCalls,
+    env_of,
+    labels_of,
+    make_stack,
+    networks_of,
+    secret_file_of,
+    secret_file_steps,
+)
 from tools import harness
 
 ProblemsFn = Callable[..., list[str]]
@@ -131,7 +140,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "--skip-character-set-client-handshake",
         ],
         "healthcheck": ["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"],
-        "mounts": {"/var/lib/mysql": f"{DATA}/mariadb", "/tmp": f"{DATA}/mariadb-tmp"},
+        "mounts": {
+            "/var/lib/mysql": f"{DATA}/mariadb",
+            "/tmp": f"{DATA}/mariadb-tmp",
+            "/run/secrets/mariadb-root": "/srv/versatilehub/clientea/secrets/hub/mariadb-root",
+        },
     },
     "redis-cache": {
         "image": "redis:8.6.7-alpine",
@@ -360,10 +373,25 @@ def test_mariadb_flags_for_11_8(routed: harness.Plan) -> None:
     assert (check["interval"], check["timeout"], check["retries"]) == ("5s", "5s", 5)
     env = env_of(mariadb)
     assert env["MARIADB_AUTO_UPGRADE"] == "1"
-    assert harness.contains_secret(mariadb.inputs["envs"]), "the root password makes the environment secret"
     password = routed.get("random:index/randomPassword:RandomPassword", "hub-db-root-password")
     assert password.inputs["special"] is False and password.inputs["length"] >= 32
-    assert env["MARIADB_ROOT_PASSWORD"].isalnum() and len(env["MARIADB_ROOT_PASSWORD"]) == 32
+
+
+def test_mariadb_reads_its_root_password_from_a_file(routed: harness.Plan) -> None:
+    """MARIADB_ROOT_PASSWORD_FILE: the entrypoint reads it with `$(< file)` (MariaDB/mariadb-docker
+    11.8/docker-entrypoint.sh, file_env and _mariadb_file_env, at 1b6429b), as the container's user (mysql,
+    999), so the file is that user's, mode 0400; the environment holds no secret (issue 14)."""
+    mariadb = hub_containers(routed)["mariadb"]
+    env = env_of(mariadb)
+    assert "MARIADB_ROOT_PASSWORD" not in env
+    assert not harness.contains_secret(mariadb.inputs["envs"]), "a preview shows every env change"
+    root = secret_file_of(routed, mariadb, env["MARIADB_ROOT_PASSWORD_FILE"])
+    assert root.isalnum() and len(root) == 32
+    writer = secret_file_steps(routed)["/srv/versatilehub/clientea/secrets/hub/mariadb-root"]
+    assert harness.plain(writer.inputs["environment"])["VH_FILE_OWNER"] == hub.MARIADB_UID
+    assert mariadb.inputs["user"] == hub.MARIADB_UID
+    site = harness.plain(step(routed, "hub-site").inputs["environment"])
+    assert site["DB_ROOT_PASSWORD"] == root, "bench new-site connects with the same root password"
 
 
 def test_a_real_mariadb_server_takes_the_flags() -> None:
@@ -435,6 +463,8 @@ def test_configurator_fills_an_empty_bind_mounted_sites(routed: harness.Plan, tm
 
 
 def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path: Path) -> None:
+    """Keys set by hand stay; and no bench `apps.json` is written: only bench reads it, and bench does not run
+    in these containers (frappe/bench bench/bench.py BenchApps.states_path; docs/hub.md)."""
     (tmp_path / "apps" / "frappe").mkdir(parents=True)
     (tmp_path / "sites").mkdir()
     config = tmp_path / "sites" / "common_site_config.json"

@@ -147,6 +147,7 @@ class Hub(pulumi.ComponentResource):
             parent=self, service=SERVICE, versions=[erpnext_ref, cfg.pin("mariadb")]
         )
 
+        root_file = d.secret_file(self, SERVICE, "mariadb-root", db_root_password.result, MARIADB_UID)
         self.mariadb = d.container(
             parent=self,
             service=SERVICE,
@@ -155,7 +156,7 @@ class Hub(pulumi.ComponentResource):
             user=MARIADB_UID,
             command=list(MARIADB_FLAGS),
             envs={
-                "MARIADB_ROOT_PASSWORD": db_root_password.result,
+                "MARIADB_ROOT_PASSWORD_FILE": root_file.path,
                 # A new image upgrades the system tables of the existing data directory on its first start.
                 "MARIADB_AUTO_UPGRADE": "1",
             },
@@ -165,6 +166,7 @@ class Hub(pulumi.ComponentResource):
                 # ALTER TABLE outgrow any tmpfs that fits in the container's memory.
                 data.mount("mariadb-tmp", "/tmp"),
             ],
+            secret_files=[root_file],
             # The server's socket and pid file; world-writable with the sticky bit, as in the image.
             tmpfs={"/run/mysqld": "rw,noexec,nosuid,nodev,mode=1777,size=8m"},
             networks=on_internal,
