@@ -21,6 +21,7 @@ from components.core import catalog
 from components.core.deployment import AppBackupCommand, FileSet
 from components.core.scripts import PROGRESS
 from components.services.hub import component as hub
+from components.services.hub import frontend as hub_frontend
 from components.suite import deploy
 from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
 from tools import harness
@@ -93,9 +94,9 @@ EXPECTED: dict[str, dict[str, Any]] = {
     },
     "frontend": {
         "image": ERPNEXT,
-        "command": ["nginx-entrypoint.sh"],
+        "command": ["bash", "-c", hub_frontend.FRONTEND, "hub-frontend"],
         "healthcheck": ["CMD", "curl", "-sS", "-o", "/dev/null", "http://127.0.0.1:8080/"],
-        "mounts": {hub.SITES: f"{DATA}/sites"},
+        "mounts": {hub.SITES: f"{DATA}/sites", "/var/lib/nginx": f"{DATA}/nginx-tmp"},
     },
     "websocket": {
         "image": ERPNEXT,
@@ -200,6 +201,7 @@ def test_users_match_the_images_and_their_data_owners(routed: harness.Plan) -> N
             ("1000", "1000", "0750", "sites"),
             ("1000", "1000", "0750", "logs"),
             ("999", "1000", "0700", "redis-queue"),
+            ("1000", "1000", "0700", "nginx-tmp"),
         ]
     )
 
@@ -212,12 +214,8 @@ def test_frappe_processes_share_sites_and_write_only_where_intended(routed: harn
         tmpfs = containers[role].inputs["tmpfs"]
         # Frappe's bench-wide lock files live in config/: writable, though the root is not.
         assert set(tmpfs) == {"/tmp", f"{hub.BENCH_DIR}/config"}, role
-    assert set(containers["frontend"].inputs["tmpfs"]) == {
-        "/tmp",
-        "/etc/nginx/conf.d",
-        "/run",
-        "/var/lib/nginx",
-    }
+    # nginx's body and proxy buffers are on disk (hub/nginx-tmp), not in a tmpfs counted as memory.
+    assert set(containers["frontend"].inputs["tmpfs"]) == {"/tmp", "/etc/nginx/conf.d", "/run"}
     assert containers["mariadb"].inputs["tmpfs"] == {
         "/run/mysqld": "rw,noexec,nosuid,nodev,mode=1777,size=8m"
     }
@@ -316,11 +314,12 @@ def test_an_adopted_web_network_gives_its_subnet(plan: PlanFn) -> None:
     assert networks_of(frontend) == ["proxy", "clientea-hub"]
 
 
-def test_site_name_header_only_when_the_site_name_is_not_the_hostname(plan: PlanFn) -> None:
+def test_nginx_serves_the_site_by_name_whatever_the_host(plan: PlanFn) -> None:
+    """Always by name: the websocket's authentication call arrives with Host <frontend>:8080."""
     same = plan(
         ["hub"], hostnames={"hub": "erp.clientea.com"}, hub={"country": "AR", "siteName": "erp.clienteA.com"}
     )
-    assert "FRAPPE_SITE_NAME_HEADER" not in env_of(hub_containers(same)["frontend"]), "Host names the site"
+    assert env_of(hub_containers(same)["frontend"])["FRAPPE_SITE_NAME_HEADER"] == "erp.clientea.com"
     assert same.outputs["hub"]["siteName"] == "erp.clientea.com", "site names are lower-cased like hostnames"
     other = plan(
         ["hub"],
@@ -426,6 +425,12 @@ def test_configurator_fills_an_empty_bind_mounted_sites(routed: harness.Plan, tm
         "chromium_path": "/usr/bin/chromium-headless-shell",
     }
     assert (tmp_path / "sites" / "apps.txt").read_text() == "frappe\nerpnext\n"
+    # Frappe's build version (assets' ?v=) is sites/.build's mtime: each new configurator moves it on.
+    build = tmp_path / "sites" / ".build"
+    first = build.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert run_configurator(tmp_path, routed).returncode == 0
+    assert build.stat().st_mtime_ns > first
 
 
 def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path: Path) -> None:
@@ -436,7 +441,11 @@ def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path
     assert run_configurator(tmp_path, routed).returncode == 0
     written = json.loads(config.read_text())
     assert written["mail_server"] == "smtp.example.com" and written["db_host"] == "clientea-hub-mariadb"
-    assert sorted(p.name for p in config.parent.iterdir()) == ["apps.txt", "common_site_config.json"]
+    assert sorted(p.name for p in config.parent.iterdir()) == [
+        ".build",
+        "apps.txt",
+        "common_site_config.json",
+    ]
 
 
 @pytest.fixture
@@ -1026,7 +1035,7 @@ def test_clienteb_stack(clienteb: harness.Plan) -> None:
     containers = hub_containers(p)
     assert containers["backend"].inputs["name"] == "clienteb-hub-backend"
     assert env_of(containers["backend"])["TZ"] == "America/Mexico_City"
-    assert "FRAPPE_SITE_NAME_HEADER" not in env_of(containers["frontend"])
+    assert env_of(containers["frontend"])["FRAPPE_SITE_NAME_HEADER"] == "erp.clienteb.com"
     assert {
         k: v for k, v in company_of(p).items() if k in ("company", "country", "currency", "language")
     } == {

@@ -98,15 +98,23 @@ def test_the_step_runs_after_every_container_and_setup_step_and_reruns_when_one_
     assert sorted(t.rsplit("-", 1)[0] for t in triggers) == sorted(c.name for c in containers)
 
 
-def test_the_step_carries_no_secret_but_its_checks_env_and_streams_its_progress(full: harness.Plan) -> None:
+def test_the_step_carries_secrets_only_in_its_environment_and_streams_its_progress(
+    full: harness.Plan,
+) -> None:
     s = step(full)
-    # Flow's login check needs the owner password (tests/test_probe_flow_agent.py): in the environment only.
     assert not harness.contains_secret({k: v for k, v in s.inputs.items() if k != "environment"})
-    assert sorted(k for k, v in s.inputs["environment"].items() if harness.is_secret(v)) == [
-        "VH_FLOW_OWNER_PASSWORD"
-    ]
-    # With a secret in its environment host.run streams stderr only: the `verify:` lines, secrets masked.
-    assert s.inputs["logging"] == "stderr"
+    # The services' checks' values (the Hub's: its site, company and Administrator password; Flow's owner,
+    # tests/test_probe_flow_agent.py), VH_ only.
+    assert set(s.inputs.get("environment", {})) <= {
+        "VH_HUB_SITE",
+        "VH_HUB_COMPANY",
+        "VH_HUB_ADMIN_PASSWORD",
+        "VH_FLOW_OWNER_EMAIL",
+        "VH_FLOW_OWNER_PASSWORD",
+    }
+    # With a secret in its environment only stderr streams (the `verify:` lines, masked); the report on
+    # stdout is still the step's recorded output.
+    assert s.inputs["logging"] == ("stderr" if "environment" in s.inputs else "stdoutAndStderr")
 
 
 def test_results_are_a_stack_output_and_endpoints_are_listed(plan: PlanFn) -> None:
