@@ -185,7 +185,10 @@ def start_seaweedfs(weed: str, root: Path) -> tuple[subprocess.Popen[bytes], str
         f"-master.port={ports[0]}", f"-master.port.grpc={ports[4]}",
         f"-volume.port={ports[1]}", f"-volume.port.grpc={ports[5]}",
         "-filer", f"-filer.port={ports[2]}", f"-filer.port.grpc={ports[6]}",
-        "-s3", f"-s3.port={ports[3]}", f"-s3.port.grpc={ports[7]}", f"-s3.config={config}", "-volume.max=0",
+        "-s3", f"-s3.port={ports[3]}", f"-s3.port.grpc={ports[7]}", f"-s3.config={config}",
+        # Small volumes, a fixed count: with -volume.max=0 SeaweedFS sizes the count from free disk / the
+        # 30 GB volume limit and found no writable volume on a 53 GB-free disk.
+        "-master.volumeSizeLimitMB=512", "-volume.max=16",
     ]  # fmt: skip
     with open(root / "seaweedfs.log", "wb") as log:  # the child keeps its own copy of the descriptor
         server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -268,6 +271,17 @@ def main() -> None:
         (home / "restic.env").chmod(0o600)
         env = {**os.environ, "PATH": pg.tool_path()}
 
+        if args.weed:
+            # restic creates the bucket only in `init`; any other command against a missing bucket retries
+            # "The specified bucket does not exist" with back-off (measured with 0.19.1), and vh-backup
+            # init asks `cat config` first. B2 buckets are made by the operator; here, by restic init.
+            for where in location_of.values():
+                subprocess.run(
+                    [restic_bin, "init"],
+                    env={**env, "RESTIC_REPOSITORY": where, "RESTIC_PASSWORD": "bench-repository-password",
+                         "AWS_ACCESS_KEY_ID": S3_KEYS[0], "AWS_SECRET_ACCESS_KEY": S3_KEYS[1]},
+                    capture_output=True, check=True, timeout=120,
+                )  # fmt: skip
         vh(home, env, "init")
         first, out1 = vh(home, env, "run", "--reason", "manual")
         dumps = seconds(r"dumps done: \d+ in ([\d.]+) s", out1)  # they run together: their wall time
