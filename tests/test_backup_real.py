@@ -1348,7 +1348,8 @@ def test_restic_in_its_container_runs_at_a_low_cpu_and_io_priority(tmp_path: Pat
     env["PATH"] = env["PATH"].replace(":", f":{probe_dir}:", 1)
     w.vh("run", "--reason", "daily", extra_env=env)
     seen = set(record.read_text().splitlines())
-    assert seen == {"10 best-effort: prio 7"}, seen
+    # NICE=10 is relative (nice(1)): under a test run that is itself niced, restic ends 10 above it.
+    assert seen == {f"{min(19, os.nice(0) + 10)} best-effort: prio 7"}, seen
 
 
 # -- the restore drill (issue 17, item 11) -------------------------------------------------------------------

@@ -371,6 +371,23 @@ def test_credential_rules_read_the_secret_files(full: runner.Target) -> None:
     assert names(violations(reused, "secrets-not-reused")) & {writer.name, other.name}
 
 
+def test_the_post_deploy_checks_use_a_services_secret_without_sharing_it(full: runner.Target) -> None:
+    """The Hub's checks sign in with its Administrator password (VH_HUB_ADMIN_PASSWORD in the verification
+    step, which hub-site also holds): that is the service's own use. Any other shared value still counts."""
+    verify = subject(full, "verify-endpoints")
+    env = plain(verify)["environment"]
+    assert env["VH_HUB_ADMIN_PASSWORD"], "the Hub's checks reach the verification step"
+    assert violations(full, "secrets-not-reused") == []
+
+    def share(props: dict[str, Any]) -> None:
+        holder = props["environment"]
+        holder = holder["value"] if harness.is_secret(holder) else holder
+        holder["OTHER_PASSWORD"] = env["VH_HUB_ADMIN_PASSWORD"]
+
+    [found] = violations(edit(full, "verify-endpoints", share), "secrets-not-reused")
+    assert "verify-endpoints" in {found.resource_name, *found.message.split()}
+
+
 # ---------------------------------------------------------------------------------------------------
 # The edge
 # ---------------------------------------------------------------------------------------------------

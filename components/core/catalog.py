@@ -41,7 +41,7 @@ LIMITS: dict[str, Limit] = {
     # hub: ERPNext (default total <= 3 GiB)
     "hub-configurator": Limit(128, 0.055),
     "hub-backend": Limit(896, 0.8),
-    "hub-frontend": Limit(192, 0.15),  # nginx buffers request bodies (uploads) in a 64 MB tmpfs
+    "hub-frontend": Limit(192, 0.15),  # nginx; request bodies and large responses buffer on disk
     "hub-websocket": Limit(160, 0.1),
     "hub-queue-short": Limit(320, 0.2),
     "hub-queue-long": Limit(320, 0.2),

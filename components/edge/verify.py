@@ -308,9 +308,11 @@ class Verify(pulumi.ComponentResource):
         check_list = service_checks(d, services)
         env: dict[str, pulumi.Input[str]] = {}
         secret_env: dict[str, pulumi.Input[str]] = {}
+        given: dict[str, object] = {}
         for c in check_list:
-            for key in (*c.check.env, *c.check.secret_env):
-                if key in env or key in secret_env:
+            for key, value in (*c.check.env.items(), *c.check.secret_env.items()):
+                # Checks of one service may share a value (the same password output); other values clash.
+                if given.setdefault(key, value) is not value:
                     raise ValueError(f"verify: two checks set {key}")
             env.update(c.check.env)
             secret_env.update({k: pulumi.Output.secret(v) for k, v in c.check.secret_env.items()})

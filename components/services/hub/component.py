@@ -25,8 +25,9 @@ Host steps, through pulumi-command on the Docker host (each idempotent, each tri
 - ``hub-migrate``: ``bench migrate`` in maintenance mode with the scheduler paused, once per erpnext image
   reference, after the pre-update backup and the containers running that image.
 
-Frappe commands run as ``bench`` itself would run them after dispatching (BENCH), so every Frappe container
-keeps a read-only root: the bench CLI rewrites a command cache in the bench directory on each call.
+Frappe commands run as ``bench`` itself would run them after dispatching (BENCH): the bench CLI refuses to
+dispatch outside a bench directory, which it recognises by ``config/pids`` (among others), and the writable
+tmpfs over ``config/`` hides the image's copy of it.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ import pulumi_random as random
 
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import AppBackupCommand, Deployment, FileSet
+from components.core.probe import Check
 from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
+from components.services.hub.frontend import NGINX_TEMP, Upstreams, frontend
 
 SERVICE = "hub"
 FRAPPE_UID = "1000:1000"  # `frappe` (useradd -u 1000) in frappe/erpnext
@@ -54,12 +57,12 @@ REDIS_UID = "999:1000"  # `redis` in redis:*-alpine (gid 1000: Alpine already ha
 BENCH_DIR = "/home/frappe/frappe-bench"
 SITES = f"{BENCH_DIR}/sites"
 PYTHON = f"{BENCH_DIR}/env/bin/python"
-# `bench <frappe command>` is this, run from sites/ (bench's own frappe_cmd); calling it directly skips the
-# bench CLI's command-cache rewrite, which would need a writable bench directory.
+# `bench <frappe command>` is this, run from sites/ (frappe/bench bench/cli.py frappe_cmd, v5.22.3); the
+# bench CLI itself would stop at is_bench_directory() (bench/utils/__init__.py paths_in_bench includes
+# config/pids, under FRAPPE_TMPFS's empty config/).
 BENCH = ("env", "-C", SITES, PYTHON, "-m", "frappe.utils.bench_helper", "frappe")
 
 BACKEND_PORT = 8000
-FRONTEND_PORT = 8080
 SOCKETIO_PORT = 9000
 MARIADB_PORT = 3306
 REDIS_PORT = 6379
@@ -101,6 +104,14 @@ NEW_SITE = script(__name__, "new_site.py")
 COMPANY = script(__name__, "company.py")
 # `bench migrate` in maintenance mode with the scheduler paused (__BENCH_IN_BACKEND__: the backend's bench).
 MIGRATE = script(__name__, "migrate.sh")
+# The post-deploy checks (components/core/probe.py): each signs in as Administrator through the public route
+# (probe-session.sh), then proves one thing a user needs.
+PROBE_SESSION = script(__name__, "probe-session.sh")
+PROBES = {
+    "hub-login": script(__name__, "probe-login.sh"),  # the generated password and a working session
+    "hub-realtime": script(__name__, "probe-realtime.sh"),  # a socket.io CONNECT Frappe authenticated
+    "hub-company": script(__name__, "probe-company.sh"),  # the company the setup wizard created
+}
 
 
 def _container_name(client: str, role: str) -> str:
@@ -111,6 +122,7 @@ class Hub(pulumi.ComponentResource):
     """ERPNext for one client: Frappe's processes, MariaDB, two Redis, the site and its company."""
 
     outputs: dict[str, Any]
+    checks: list[Check]
 
     def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
         super().__init__("versatilehub:hub:Hub", name, None, opts)
@@ -141,6 +153,7 @@ class Hub(pulumi.ComponentResource):
                 DataDir("sites", owner=FRAPPE_UID),
                 DataDir("logs", owner=FRAPPE_UID),
                 DataDir("redis-queue", owner=REDIS_UID, mode="0700"),
+                DataDir("nginx-tmp", owner=FRAPPE_UID, mode="0700"),  # frontend.NGINX_TEMP
             ],
         )
         sites_mount = data.mount("sites", SITES)
@@ -353,52 +366,19 @@ class Hub(pulumi.ComponentResource):
             no_healthcheck_reason=worker_reason,
         )
 
-        exposure = d.expose(SERVICE, "frontend", FRONTEND_PORT)
-        frontend_env: dict[str, pulumi.Input[str]] = {
-            "BACKEND": f"{backend}:{BACKEND_PORT}",
-            "SOCKETIO": f"{websocket}:{SOCKETIO_PORT}",
-        }
-        if site != hostname or not cfg.routed:
-            # Requests carry the public hostname (or 127.0.0.1): serve the site by name instead of by Host.
-            frontend_env["FRAPPE_SITE_NAME_HEADER"] = site
-        if d.web_subnet is not None:
-            # Requests arrive from Traefik on `web`: trust X-Forwarded-For from there, so Frappe sees the
-            # client's address (logs, login attempt limits). Without a known subnet, nginx's own default
-            # (an empty one would stop it from starting).
-            frontend_env["UPSTREAM_REAL_IP_ADDRESS"] = d.web_subnet.apply(lambda net: net or "127.0.0.1")
-        frontend_networks = [*exposure.networks, *on_internal]
-        if not cfg.routed:
-            # A container on internal networks only cannot publish its loopback port.
-            frontend_networks.insert(0, Attach(d.shared_network))
-        # nginx resolves BACKEND and SOCKETIO once, at start (frappe_docker's nginx-template.conf: `upstream
-        # { server ${BACKEND}; }`, no resolver): their ids in a label make a replaced backend or websocket
-        # replace the frontend too (labels are ForceNew in the Docker provider).
-        frontend_labels: dict[str, pulumi.Input[str]] = {
-            **exposure.labels,
-            "io.versatilehub.hub.upstreams": pulumi.Output.concat(self.backend.id, ",", self.websocket.id),
-        }
-        self.frontend = d.container(
+        self.frontend, exposure = frontend(
+            d,
             parent=self,
             service=SERVICE,
-            role="frontend",
-            image="erpnext",
+            name=_container_name(cfg.client, "frontend"),
+            site=site,
             user=FRAPPE_UID,
-            command=["nginx-entrypoint.sh"],
-            envs=frontend_env,
-            mounts=[sites_mount],
-            # The rendered site config, nginx's pid file and its buffers for request bodies and responses.
-            tmpfs={
-                "/tmp": "rw,noexec,nosuid,nodev,size=16m",
-                "/etc/nginx/conf.d": "rw,noexec,nosuid,nodev,size=1m",
-                "/run": "rw,noexec,nosuid,nodev,size=1m",
-                "/var/lib/nginx": "rw,noexec,nosuid,nodev,size=64m",
-            },
-            networks=frontend_networks,
-            labels=frontend_labels,
-            ports=exposure.ports,
-            # nginx itself (any HTTP answer): Traefik drops unhealthy containers, and a slow backend should
-            # show as a 502 from here, not make the hostname vanish.
-            healthcheck=Healthcheck(["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{FRONTEND_PORT}/"]),
+            upstreams=Upstreams(
+                self.backend, self.websocket, f"{backend}:{BACKEND_PORT}", f"{websocket}:{SOCKETIO_PORT}"
+            ),
+            mounts=[sites_mount, data.mount("nginx-tmp", NGINX_TEMP)],
+            internal=on_internal,
+            max_body_mb=hub.max_upload_mb,
             depends_on=[self.backend, self.websocket, self.scheduler, *upgrade],  # the last one started
         )
 
@@ -506,6 +486,17 @@ frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler r
         d.backup_sources.append(
             FileSet(SERVICE, sites_data, exclude=("assets", "*/private", "*/public", "*/locks", "*/logs"))
         )
+
+        probe_env: dict[str, pulumi.Input[str]] = {"VH_HUB_SITE": site, "VH_HUB_COMPANY": cfg.company}
+        self.checks = [
+            Check(
+                name,
+                PROBE_SESSION + body,
+                env=probe_env,
+                secret_env={"VH_HUB_ADMIN_PASSWORD": admin_password.result},
+            )
+            for name, body in PROBES.items()
+        ]
 
         self.outputs = {
             "url": exposure.url,

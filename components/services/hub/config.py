@@ -87,6 +87,10 @@ class HubConfig(Model):
         "01-01", json_schema_extra={"example": "04-01"}
     )
 
+    # The largest request body (an upload, an import) nginx accepts, in MB: frappe_docker's
+    # CLIENT_MAX_BODY_SIZE (default 50m). Bodies over 16 KB are buffered on disk (`hub/nginx-tmp`).
+    max_upload_mb: int = Field(50, ge=1, le=1024, json_schema_extra={"example": "100"})
+
     def problems_when_enabled(self) -> list[str]:
         if self.country is None:
             return ["country: ERPNext's company needs the client's country (an ISO 3166 code such as MX)"]

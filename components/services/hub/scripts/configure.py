@@ -1,4 +1,4 @@
-"""Hub configurator: the bench-wide settings in sites/common_site_config.json, and sites/apps.txt.
+"""Hub configurator: the bench-wide settings in sites/common_site_config.json, sites/apps.txt, sites/.build.
 
 Run by the erpnext image's own Python in the one-shot `hub-configurator` container. It writes the keys
 frappe_docker's configurator sets with `bench set-config -g` (compose.yaml), plus chromium_path, in one
@@ -42,7 +42,12 @@ def main() -> None:
     apps = sorted(entry.name for entry in (BENCH_DIR / "apps").iterdir() if entry.is_dir())
     ordered = [app for app in ("frappe",) if app in apps] + [app for app in apps if app != "frappe"]
     (sites / "apps.txt").write_text("".join(f"{app}\n" for app in ordered))
-    print(f"wrote {config_path} ({', '.join(sorted(config))}) and apps.txt ({', '.join(ordered)})")
+    # Frappe's build version is the mtime of sites/.build (frappe/utils/__init__.py get_build_version, a
+    # random string per call when it is missing, so assets' ?v= changes on every page and nothing is
+    # cached). A new image brings new assets: a new configurator runs with it and moves the mtime on, which
+    # a named volume's copy of the first image's sites/ never would.
+    (sites / ".build").touch()
+    print(f"wrote {config_path} ({', '.join(sorted(config))}), apps.txt ({', '.join(ordered)}) and .build")
 
 
 if __name__ == "__main__":
