@@ -763,7 +763,8 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     assert ok.returncode == 0, ok.stderr
     lines = ok.stderr.splitlines()
     assert lines[:2] == ["chat prepare: started", "chat prepare: still running after 1 s"]
-    assert re.fullmatch(r"chat prepare: done in [23] s", lines[-1])
+    done = re.fullmatch(r"chat prepare: done in (\d+) s", lines[-1])
+    assert done and int(done[1]) >= 2, lines  # the 2.5 s command; more on a loaded machine
     assert env["POSTGRES_PASSWORD"] not in ok.stderr + ok.stdout
     assert "connecting with [secret]" in ok.stdout
     failed = run(FAKE_EXIT="1")
