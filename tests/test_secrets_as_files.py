@@ -21,8 +21,8 @@ from tools import harness, provider_model
 STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in harness.iter_stack_files()]
 FIELDS = ("envs", "command", "entrypoints", "labels")
 # Containers whose secrets still travel in their environment, until their service's commit of issue 14
-# moves them to files (chat: Redis, Rails, Sidekiq; flow: n8n and its runner; agent: the gateway).
-NOT_YET = {"chat-redis", "chat-rails", "chat-sidekiq", "flow-n8n", "flow-runner", "agent-gateway"}
+# moves them to files (flow: n8n and its runner; agent: the gateway).
+NOT_YET = {"flow-n8n", "flow-runner", "agent-gateway"}
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -97,7 +97,8 @@ def test_each_secret_file_is_written_once_and_mounted_read_only_with_its_fingerp
             name = env["VH_FILE_NAME"]
             assert m["target"] == f"/run/secrets/{name}"
             # Owned by the uid the container runs as (the file is 0400).
-            assert env["VH_FILE_OWNER"].split(":")[0] == str(harness.plain(c.inputs["user"])).split(":")[0]
+            user = str(harness.plain(c.inputs.get("user")) or "0")  # no user: the image's root
+            assert env["VH_FILE_OWNER"].split(":")[0] == user.split(":")[0], c.name
             assert re.fullmatch(r"[0-9a-f]{16}", labels[f"io.versatilehub.secret.{name}"]), c.name
             assert step.urn in c.dependencies, f"{c.name} starts after its secret file is written"
             mounted.add(m["source"])
@@ -107,6 +108,14 @@ def test_each_secret_file_is_written_once_and_mounted_read_only_with_its_fingerp
                 assert any(
                     m["target"] == f"/run/secrets/{name}" for m in harness.plain(c.inputs["mounts"])
                 ), f"{c.name}: a fingerprint of a file it does not read"
+    # One-off `docker run` steps (Chat's prepare and bootstrap) mount theirs read-only too.
+    for r in [*plan.of_type(provider_model.LOCAL_COMMAND), *plan.of_type(provider_model.REMOTE_COMMAND)]:
+        text = str(harness.plain(r.inputs.get("create")))
+        for path in steps:
+            if f"source={path},target=/run/secrets/" in text:
+                assert re.search(rf"source={re.escape(path)},target=/run/secrets/[^,\s']+,readonly", text)
+                assert steps[path].urn in r.dependencies, f"{r.name} runs after its secret file is written"
+                mounted.add(path)
     assert mounted == set(steps), "every file written is read"
     for step in steps.values():
         env = step.inputs["environment"]
@@ -150,8 +159,18 @@ def test_rotating_one_secret_replaces_exactly_its_consumers(
     replaced = {c.name for c in changes if c.type == provider_model.CONTAINER}
     assert {c.action for c in changes if c.type == provider_model.CONTAINER} == {"replace"}
     assert replaced == consumers, changes
-    rewritten = {c.name for c in changes if c.name in {s.name for s in secret_file_steps(after).values()}}
-    assert len(rewritten) == 1, rewritten
+    files = secret_file_steps(after)
+    rewritten = {c.name for c in changes if c.name in {s.name for s in files.values()}}
+    assert rewritten, "the files holding the secret are written again"
+    # Exactly the containers that mount one of those files (or, until converted, carry it in their env).
+    readers = {
+        c.name
+        for c in after.containers()
+        for m in harness.plain(c.inputs.get("mounts", []))
+        if m["source"] in files and files[m["source"]].name in rewritten
+    }
+    assert readers <= replaced and replaced - readers <= NOT_YET, (readers, replaced)
+    assert not rewritten - {f.name for f in files.values()}
     for c in changes:
         if c.type == provider_model.CONTAINER and c.name not in NOT_YET:
             assert c.fields == ["labels"], c  # the fingerprint, nothing else
