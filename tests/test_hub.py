@@ -463,6 +463,8 @@ def test_configurator_fills_an_empty_bind_mounted_sites(routed: harness.Plan, tm
 
 
 def test_configurator_keeps_settings_made_by_hand(routed: harness.Plan, tmp_path: Path) -> None:
+    """Keys set by hand stay; and no bench `apps.json` is written: only bench reads it, and bench does not run
+    in these containers (frappe/bench bench/bench.py BenchApps.states_path; docs/hub.md)."""
     (tmp_path / "apps" / "frappe").mkdir(parents=True)
     (tmp_path / "sites").mkdir()
     config = tmp_path / "sites" / "common_site_config.json"
