@@ -22,7 +22,7 @@ STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in harness.
 FIELDS = ("envs", "command", "entrypoints", "labels")
 # Containers whose secrets still travel in their environment, until their service's commit of issue 14
 # moves them to files (flow: n8n and its runner; agent: the gateway).
-NOT_YET = {"flow-n8n", "flow-runner", "agent-gateway"}
+NOT_YET: set[str] = set()
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -146,6 +146,8 @@ def _rotated(stack: str, password: str, monkeypatch: pytest.MonkeyPatch) -> harn
         ("hub-db-root-password", {"hub-mariadb"}),
         ("chat-db-password", {"chat-postgres", "chat-rails", "chat-sidekiq"}),
         ("flow-db-password", {"flow-postgres", "flow-n8n"}),
+        ("flow-runner-token", {"flow-n8n", "flow-runner"}),
+        ("agent-gateway-token", {"agent-gateway"}),
     ],
 )
 def test_rotating_one_secret_replaces_exactly_its_consumers(
