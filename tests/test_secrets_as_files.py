@@ -230,3 +230,63 @@ def test_the_step_writes_0400_owned_files_and_keeps_the_value_off_every_command_
     assert sorted(p.name for p in path.parent.iterdir()) == ["postgres-password"], "no leftover .new"
     log = (tmp_path / "argv.log").read_text()
     assert "--network none" in log and "p4ss" not in log
+
+
+def _plan_json() -> dict[str, Any]:
+    """`python -m tools.plan clienteA --json`, as the file holds it."""
+    doc: dict[str, Any] = json.loads(json.dumps(harness.plan_stack("clienteA").to_json()))
+    return doc
+
+
+def test_the_policy_pack_reads_every_container_of_a_plan_json_and_refuses_the_socket() -> None:
+    """Issue 14 item 5. Before, every container env was one secret list, masked in a plan.json: the
+    env-based rules were "not run (needs .envs)", and a plan mounting the Docker socket into an app passed
+    with exit 0 (no read-only proxy could be told apart). Now no container rule waits on a masked value;
+    the checks of a secret's own value (strength, reuse) still need the stack, as the report says."""
+    from tools import policy
+
+    doc = _plan_json()
+    report = policy.check(policy.from_plan_json(doc))
+    assert report.mandatory == []
+    assert not [v for v in report.not_run if v.resource_type == provider_model.CONTAINER], report.not_run
+    assert {v.policy for v in report.not_run} <= {
+        "secret-strength",
+        "no-default-credentials",
+        "secrets-not-reused",
+    }
+    [rails] = [r for r in doc["resources"] if r["name"] == "chat-rails"]
+    rails["inputs"]["mounts"].append(
+        {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "readOnly": True}
+    )
+    refused = policy.check(policy.from_plan_json(doc))
+    assert [(v.policy, v.resource_name) for v in refused.mandatory] == [("no-docker-socket", "chat-rails")]
+
+
+def test_a_credential_in_plain_text_in_a_stack_file_is_one_line_in_every_tool(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14 item 6: `backup.applicationKey` written in plain text beside a `secure:` keyId. Pulumi
+    marks the whole `backup` object secret, so the program cannot see it; before, tools.plan, tools.policy
+    and tools.fleet passed it (exit 0). Now each says which key and the exact fix, before any plan."""
+    import yaml
+
+    from tools import fleet, plan, policy
+
+    doc = yaml.safe_load((harness.ROOT / "Pulumi.clienteA.yaml").read_text())
+    doc["config"]["versatilehub:backup"] |= {
+        "keyId": {"secure": "v1:x"},
+        "applicationKey": "K005abcdefghij0123",
+    }
+    path = tmp_path / "Pulumi.plainkey.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    line = (
+        "versatilehub:backup.applicationKey is stored in plain text; store it encrypted: "
+        "pulumi config set --secret --path 'versatilehub:backup.applicationKey' <value>"
+    )
+    for tool in (plan, policy):
+        assert tool.main([str(path)]) == 2
+        err = capsys.readouterr().err
+        assert line in err and "Traceback" not in err and "K005" not in err
+    assert fleet.main([str(path)]) != 0
+    out = capsys.readouterr().out
+    assert line in out and "K005" not in out
