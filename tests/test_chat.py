@@ -405,7 +405,7 @@ def test_only_rails_faces_traefik(routed: harness.Plan) -> None:
     labels = labels_of(chat[RAILS])
     assert labels["traefik.enable"] == "true" and labels["traefik.docker.network"] == "web"
     assert labels["traefik.http.routers.clientea-chat.rule"] == "Host(`chat.clientea.com`)"
-    assert labels["traefik.http.routers.clientea-chat.entrypoints"] == "websecure"
+    assert labels["traefik.http.routers.clientea-chat.entrypoints"] == "websecure,websecure6"
     assert labels["traefik.http.services.clientea-chat.loadbalancer.server.port"] == "3000"
     for name in (SIDEKIQ, POSTGRES, REDIS):
         assert not any(k.startswith("traefik.") for k in labels_of(chat[name])), name
@@ -971,10 +971,13 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     )
     (bin_dir / "docker").chmod(0o755)
 
+    logs = tmp_path / "logs"
+
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["/bin/bash", "-c", script(prepare)],
-            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1", **extra},
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1",
+                 "VH_STEP_LOG_DIR": str(logs), **extra},
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
 
@@ -985,11 +988,15 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     done = re.fullmatch(r"chat prepare: done in (\d+) s", lines[-1])
     assert done and int(done[1]) >= 2, lines  # the 2.5 s command; more on a loaded machine
     assert env["POSTGRES_PASSWORD"] not in ok.stderr + ok.stdout
-    assert "connecting with [secret]" in ok.stdout
+    # The command's output: in the host's private step log (core/scripts/steplog.sh), masked there too.
+    log = logs / "chat_prepare.log"
+    assert log.read_text() == "connecting with [secret]\n" and (log.stat().st_mode & 0o777) == 0o600
     failed = run(FAKE_EXIT="1")
     assert failed.returncode == 1
-    assert "chat prepare failed (exit status 1); its last lines:\nconnecting with [secret]" in failed.stderr
-    assert env["POSTGRES_PASSWORD"] not in failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith(
+        f"chat prepare failed (exit status 1); its output: {log} on "
+    )
+    assert env["POSTGRES_PASSWORD"] not in failed.stderr + failed.stdout and "connecting" not in failed.stderr
 
 
 def test_redis_and_the_wrapper_read_the_files_for_real(routed: harness.Plan, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.core.scripts import PROGRESS, script
+from components.core.scripts import PROGRESS, STEPLOG, script
 from components.services.chat import component as chat
 from components.services.hub import component as hub
 from components.services.hub import frontend as hub_frontend
@@ -159,7 +159,9 @@ def test_the_program_sends_the_script_files():
     for (service, name), text in sent.items():
         assert (COMPONENTS / "services" / service / "scripts" / name).read_text() == text, name
     assert script(hub_steps.__name__, "company.py") == hub_steps.COMPANY
-    assert (COMPONENTS / "core" / "scripts" / "progress.sh").read_text() == PROGRESS
+    core_scripts = COMPONENTS / "core" / "scripts"
+    assert (core_scripts / "steplog.sh").read_text() == STEPLOG  # progress.sh uses its log helpers
+    assert (core_scripts / "steplog.sh").read_text() + (core_scripts / "progress.sh").read_text() == PROGRESS
 
 
 def test_python_scripts_compile_and_shell_and_ruby_pass_their_checkers():

@@ -480,8 +480,18 @@ def test_routers_tls_only(full: runner.Target) -> None:
     no_redirect = edit(
         full, "edge-traefik", lambda p: p.update(command=[a for a in p["command"] if "redirections" not in a])
     )
-    [found] = violations(no_redirect, "routers-tls-only")
-    assert found.resource_name == "edge-traefik" and "entrypoint web" in found.message
+    found = violations(no_redirect, "routers-tls-only")
+    assert [f.resource_name for f in found] == ["edge-traefik"] * 2
+    assert sorted(f.message.split()[1] for f in found) == ["web", "web6"]
+    # Traefik's ACME challenge router on web6 passes only as exactly that (its rule, acme-http@internal).
+    acme = "traefik.http.routers.clientea-acme-v6"
+    assert any(x["label"].startswith(acme) for x in plain(subject(full, "edge-traefik"))["labels"])
+    widened = edit(
+        full,
+        "edge-traefik",
+        lambda p: [x.update(value="PathPrefix(`/`)") for x in p["labels"] if x["label"] == f"{acme}.rule"],
+    )
+    assert any("listens on web6" in v.message for v in violations(widened, "routers-tls-only"))
 
 
 def test_traefik_exposed_by_default_off(full: runner.Target) -> None:

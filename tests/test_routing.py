@@ -15,7 +15,7 @@ def test_router_labels_publish_one_host_over_tls_with_security_headers() -> None
     assert labels["traefik.enable"] == "true"
     assert labels["traefik.docker.network"] == "web"
     assert labels[f"{r}.rule"] == "Host(`erp.clientea.com`)"
-    assert labels[f"{r}.entrypoints"] == "websecure"
+    assert labels[f"{r}.entrypoints"] == "websecure,websecure6"
     assert labels[f"{r}.tls"] == "true"
     assert labels[f"{r}.tls.certresolver"] == "le"
     assert labels[f"{r}.service"] == "clientea-hub"

@@ -103,8 +103,15 @@ def test_the_step_carries_secrets_only_in_its_environment_and_streams_its_progre
 ) -> None:
     s = step(full)
     assert not harness.contains_secret({k: v for k, v in s.inputs.items() if k != "environment"})
-    # The services' checks' values (the Hub's: its site, company and Administrator password), VH_ only.
-    assert set(s.inputs.get("environment", {})) <= {"VH_HUB_SITE", "VH_HUB_COMPANY", "VH_HUB_ADMIN_PASSWORD"}
+    # The services' checks' values (the Hub's: its site, company and Administrator password; Flow's owner,
+    # tests/test_probe_flow_agent.py), VH_ only.
+    assert set(s.inputs.get("environment", {})) <= {
+        "VH_HUB_SITE",
+        "VH_HUB_COMPANY",
+        "VH_HUB_ADMIN_PASSWORD",
+        "VH_FLOW_OWNER_EMAIL",
+        "VH_FLOW_OWNER_PASSWORD",
+    }
     # With a secret in its environment only stderr streams (the `verify:` lines, masked); the report on
     # stdout is still the step's recorded output.
     assert s.inputs["logging"] == ("stderr" if "environment" in s.inputs else "stdoutAndStderr")

@@ -35,6 +35,8 @@ import pulumi_random as random
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import AppBackupCommand, Deployment, FileSet
 from components.core.model import secret
+from components.core.probe import Check
+from components.core.scripts import script
 from components.core.secrets import ENV_FILE_WRAPPER
 from components.core.storage import DataDir
 from components.core.versions import tag_of
@@ -266,6 +268,9 @@ class Agent(pulumi.ComponentResource):
             wait_healthy=True,
             depends_on=[write_config, *data.ready, *upgrade],
         )
+
+        # After the endpoint probe (edge/verify.py): ready, and a call without the token is refused.
+        self.checks = [Check("agent-auth", script(__name__, "probe-auth.sh"))]
 
         # The CLI under the same wrapper: it reaches the gateway with the token from the env file.
         wrapped = shlex.join([*ENV_FILE_WRAPPER, env_file.path, *CLI])

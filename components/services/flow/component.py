@@ -30,6 +30,8 @@ import pulumi_random as random
 from components.core import postgres as databases
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import Deployment, FileSet
+from components.core.probe import Check
+from components.core.scripts import script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
 
@@ -210,6 +212,16 @@ class Flow(pulumi.ComponentResource):
             wait_timeout=120,
             depends_on=[self.n8n, *upgrade],
         )
+
+        # After the endpoint probe (edge/verify.py): ready, and the owner signs in through the route.
+        self.checks = [
+            Check(
+                "flow-login",
+                script(__name__, "probe-login.sh"),
+                env={"VH_FLOW_OWNER_EMAIL": email},
+                secret_env={"VH_FLOW_OWNER_PASSWORD": owner_password.result},
+            )
+        ]
 
         self.outputs = {
             "url": url,
