@@ -177,11 +177,18 @@ def start_seaweedfs(weed: str, root: Path) -> tuple[subprocess.Popen[bytes], str
     identity = {"name": "bench", "credentials": [{"accessKey": S3_KEYS[0], "secretKey": S3_KEYS[1]}]}
     identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
     config.write_text(json.dumps({"identities": [identity]}))
-    ports = [free_port() for _ in range(4)]
+    # Each server's gRPC port too: SeaweedFS defaults it to its HTTP port + 10000, past 65535 for a free
+    # port the kernel picked high (seen: "failed to listen on grpc port 70531: invalid port").
+    ports = [free_port() for _ in range(8)]
     argv = [
         weed, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={ports[0]}", f"-volume.port={ports[1]}", "-filer", f"-filer.port={ports[2]}",
-        "-s3", f"-s3.port={ports[3]}", f"-s3.config={config}", "-volume.max=0",
+        f"-master.port={ports[0]}", f"-master.port.grpc={ports[4]}",
+        f"-volume.port={ports[1]}", f"-volume.port.grpc={ports[5]}",
+        "-filer", f"-filer.port={ports[2]}", f"-filer.port.grpc={ports[6]}",
+        "-s3", f"-s3.port={ports[3]}", f"-s3.port.grpc={ports[7]}", f"-s3.config={config}",
+        # Small volumes, a fixed count: with -volume.max=0 SeaweedFS sizes the count from free disk / the
+        # 30 GB volume limit and found no writable volume on a 53 GB-free disk.
+        "-master.volumeSizeLimitMB=512", "-volume.max=16",
     ]  # fmt: skip
     with open(root / "seaweedfs.log", "wb") as log:  # the child keeps its own copy of the descriptor
         server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -236,11 +243,15 @@ def main() -> None:
         fill_databases(pg, maria, args.scale)
         generated = time.monotonic() - t
         location = DataLocation("chat", "storage", str(storage), "bind")
+        # The databases' password as vh-backup reads it: from a secret file (never an env var or argv).
+        password_file = work / "db-password"
+        password_file.write_text(PASSWORD)
+        password_file.chmod(0o400)
         sources = backup.sources_manifest(
             [
-                DatabaseDump("chat", "postgres", "-", "chatwoot", pg.user, "BENCH_DB_PASSWORD"),
+                DatabaseDump("chat", "postgres", "-", "chatwoot", pg.user, str(password_file)),
                 FileSet("chat", location),
-                DatabaseDump("hub", "mariadb", "-", "erp", "root", "BENCH_DB_PASSWORD"),
+                DatabaseDump("hub", "mariadb", "-", "erp", "root", str(password_file)),
             ]
         )
         for entry in sources["sources"]:
@@ -258,8 +269,19 @@ def main() -> None:
             f"RESTIC_REPOSITORY={location_of['main']}\nRESTIC_PASSWORD=bench-repository-password\n{keys}"
         )
         (home / "restic.env").chmod(0o600)
-        env = {**os.environ, "PATH": pg.tool_path(), "BENCH_DB_PASSWORD": PASSWORD}
+        env = {**os.environ, "PATH": pg.tool_path()}
 
+        if args.weed:
+            # restic creates the bucket only in `init`; any other command against a missing bucket retries
+            # "The specified bucket does not exist" with back-off (measured with 0.19.1), and vh-backup
+            # init asks `cat config` first. B2 buckets are made by the operator; here, by restic init.
+            for where in location_of.values():
+                subprocess.run(
+                    [restic_bin, "init"],
+                    env={**env, "RESTIC_REPOSITORY": where, "RESTIC_PASSWORD": "bench-repository-password",
+                         "AWS_ACCESS_KEY_ID": S3_KEYS[0], "AWS_SECRET_ACCESS_KEY": S3_KEYS[1]},
+                    capture_output=True, check=True, timeout=120,
+                )  # fmt: skip
         vh(home, env, "init")
         first, out1 = vh(home, env, "run", "--reason", "manual")
         dumps = seconds(r"dumps done: \d+ in ([\d.]+) s", out1)  # they run together: their wall time
