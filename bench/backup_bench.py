@@ -19,6 +19,7 @@ a client's uplink). Not a CI test: a benchmark, run and reported by hand.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -52,6 +53,21 @@ WORDS = re.findall(
     "ticket mensaje conversación agente flujo tarea automatización informe total impuesto descuento "
     "the invoice customer order delivery payment balance account warehouse supplier contract",
 )
+
+
+def tree_digest(path: Path) -> str:
+    """sha256 over every file's relative path, mode and content (and every symlink's target), sorted."""
+    digest = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        st = p.lstat()
+        digest.update(f"{p.relative_to(path)}\0{st.st_mode:o}\0".encode())
+        if p.is_symlink():
+            digest.update(os.readlink(p).encode())
+        elif p.is_file():
+            with p.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
 
 
 def size_of(path: Path) -> int:
@@ -293,7 +309,9 @@ def main() -> None:
         subprocess.run(["cp", "-a", str(storage), str(copy)], check=True)
         cp_seconds = time.monotonic() - t
         shutil.rmtree(copy)
+        before_restore = tree_digest(storage)  # what the latest snapshot holds (taken after the change)
         restore_total, out4 = vh(home, env, "restore", "latest", "--yes")
+        identical = tree_digest(storage) == before_restore
         restored_mib = seconds(r"restored ([\d.]+) MiB from the repository", out4)
         restic_restore = seconds(r"restored [\d.]+ MiB from the repository in ([\d.]+) s", out4)
         repo_bytes = size_of(work / "seaweedfs") if args.weed else size_of(repo)  # S3: the store's files
@@ -333,6 +351,7 @@ def main() -> None:
             "restore_restic_s": restic_restore,
             "restore_mib": restored_mib,
             "restore_mib_per_s": round(restore_rate, 1),
+            "restore_byte_identical": identical,
             "cp_s": round(cp_seconds, 1),
             "cp_mib_per_s": round(cp_rate, 1),
             "restore_vs_cp": round(restore_rate / cp_rate, 3),
@@ -369,6 +388,7 @@ def main() -> None:
             ("cp -a of the tree", f"{r['files_mib']:.0f} MiB in {cp_seconds:.1f} s = {cp_rate:.0f} MiB/s"),
             ("restore vs cp", f"{r['restore_vs_cp']:.0%}; target >= 50%"),
             ("full restore with imports", f"{restore_total:.1f} s"),
+            ("restored tree byte-identical", "yes" if identical else "NO"),
             (
                 "repository / data",
                 f"{r['repository_mib']:.0f} / {r['data_mib']:.0f} MiB = {r['repository_vs_data']:.0%}",

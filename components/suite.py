@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_random as random
 
 from components.backup.component import BackupRepository, BackupSchedule
 from components.config import SuiteConfig
@@ -33,6 +34,10 @@ class Suite(pulumi.ComponentResource):
     def __init__(self, config: SuiteConfig, host: Host, opts: pulumi.ResourceOptions | None = None):
         super().__init__("versatilehub:suite:Suite", config.client, None, opts)
         networks = Networks("net", config, opts=pulumi.ResourceOptions(parent=self))
+        # Keys the secret files' fingerprint labels (components/core/secrets.py); never rotated.
+        fingerprint_key = random.RandomBytes(
+            "secret-fingerprint-key", length=32, opts=pulumi.ResourceOptions(parent=self)
+        )
         self.deployment = d = Deployment(
             config=config,
             host=host,
@@ -40,6 +45,7 @@ class Suite(pulumi.ComponentResource):
             web_network=networks.web_name,
             web_subnet=networks.web_subnet,
             shared_network=networks.shared_name,
+            fingerprint_key=fingerprint_key.hex,
         )
         self.edge = Edge("edge", d, opts=pulumi.ResourceOptions(parent=self)) if config.runs_traefik else None
         # Backups (when on) install d.pre_update_hook here, before the services ask for it.

@@ -50,7 +50,7 @@ ENV_KEYS = frozenset(
 )
 # Paths handed to `docker run --volume` (no ':' or ','), and names handed to a shell.
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/@+-]*$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SECRET_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 SNAPSHOT_SAVED = re.compile(r"^snapshot ([0-9a-f]{8,64}) saved$", re.MULTILINE)
 RESTIC_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
 # The restic container may read everything for a backup, and set owners and modes for a restore; no more.
@@ -477,13 +477,14 @@ def in_container(
 
 
 def _with_password(source: dict[str, Any], variable: str, argv: list[str]) -> list[str]:
-    """Hand the password over from a variable inside the container (never on a command line)."""
-    name = source.get("password_env")
-    if not name:
+    """Hand the password over from its secret file inside the container (read there: never on a command
+    line, never in the container's or the exec's environment as Docker records it)."""
+    path = source.get("password_file")
+    if not path:
         return argv
-    if not ENV_NAME.match(name):
-        raise Failure(f"{source['id']}: {name!r} is not a variable name")
-    return ["sh", "-c", f'{variable}="${{{name}}}" exec "$@"', "sh", *argv]
+    if not SECRET_PATH.match(path):
+        raise Failure(f"{source['id']}: {path!r} is not an absolute file path")
+    return ["sh", "-c", f'f=$1; shift; {variable}="$(cat "$f")" exec "$@"', "sh", path, *argv]
 
 
 def dump_argv(m: Manifest, source: dict[str, Any]) -> list[str]:

@@ -181,6 +181,18 @@ def cpu_percent(stats: dict[str, Any], limit_cpus: float) -> float | None:
     return round(100.0 * cores / (limit_cpus or online), 1)
 
 
+def _restarts_since(seen: dict[str, Any], cid: str, count: int, started_at: str) -> int:
+    """Restarts since the last run. dockerd counts a restart when the container exits, before its
+    back-off delay (moby v20.10.24 daemon/monitor.go handleContainerExit: `RestartCount++` then
+    `SetRestarting`), so a run that saw it "restarting" has already counted the start still to come:
+    when that start has happened since (a new StartedAt), it is one more restart, or a crash loop caught
+    in its few running seconds after a long back-off would look like a container that recovered."""
+    if seen.get("id") != cid:
+        return 0
+    pending = seen.get("state") == "restarting" and seen.get("started_at", started_at) != started_at
+    return max(0, count - int(seen.get("restart_count", count)) + int(pending))
+
+
 def memory_percent(stats: dict[str, Any]) -> tuple[float | None, int]:
     """(% of the memory limit, bytes used without the page cache): docker/cli's calculateMemUsageUnixNoCache
     subtracts inactive_file (cgroup v2) or total_inactive_file (cgroup v1)."""
@@ -400,9 +412,7 @@ class Collector:
             "health": (state.get("Health") or {}).get("Status", "none"),
             "restart_count": restarts,
             # Since the last run; a container re-created in between starts counting again.
-            "restarts": max(0, restarts - int(seen.get("restart_count", restarts)))
-            if seen.get("id") == cid
-            else 0,
+            "restarts": _restarts_since(seen, cid, restarts, started_at),
             "id": cid,
             "started_at": started_at,
             "exit_code": state.get("ExitCode"),
@@ -464,7 +474,8 @@ class Collector:
             os.path.join(self.status_dir, "state.json"),
             {
                 "containers": {
-                    c["name"]: {k: c[k] for k in ("id", "restart_count", "logs_until")} for c in containers
+                    c["name"]: {k: c[k] for k in ("id", "restart_count", "logs_until", "state", "started_at")}
+                    for c in containers
                 }
             },
         )

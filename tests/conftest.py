@@ -77,6 +77,35 @@ def env_of(resource: harness.PlannedResource) -> dict[str, str]:
     return dict(item.split("=", 1) for item in harness.plain(resource.inputs.get("envs", [])))
 
 
+def secret_file_steps(plan: harness.Plan) -> dict[str, harness.PlannedResource]:
+    """The secret-file steps (components/core/secrets.py) by the host path they write."""
+    out = {}
+    for r in [*plan.of_type("command:local:Command"), *plan.of_type("command:remote:Command")]:
+        env = harness.plain(r.inputs.get("environment") or {})
+        if "VH_FILE_NAME" in env:
+            out[f"{env['VH_FILE_DIR']}/{env['VH_FILE_NAME']}"] = r
+    return out
+
+
+def secret_file_of(plan: harness.Plan, container: harness.PlannedResource, path: str) -> str:
+    """What `container` reads at `path` (a read-only mount of a secret file): the value its step writes."""
+    [mount] = [m for m in harness.plain(container.inputs.get("mounts", [])) if m["target"] == path]
+    assert mount["type"] == "bind" and mount["readOnly"] is True, mount
+    step = secret_file_steps(plan)[mount["source"]]
+    assert harness.is_secret(step.inputs["environment"]["VH_SECRET_VALUE"]), "secret in state"
+    name = path.rsplit("/", 1)[1]
+    assert labels_of(container)[f"io.versatilehub.secret.{name}"], "its fingerprint label"
+    return str(harness.plain(step.inputs["environment"]["VH_SECRET_VALUE"]))
+
+
+def env_file_of(plan: harness.Plan, container: harness.PlannedResource, path: str) -> dict[str, str]:
+    """The variables of an env file `container` reads at `path` (KEY='value' lines, as `. file` reads)."""
+    import shlex
+
+    text = secret_file_of(plan, container, path)
+    return dict(shlex.split(line)[0].split("=", 1) for line in text.splitlines())
+
+
 def labels_of(resource: harness.PlannedResource) -> dict[str, str]:
     return {item["label"]: item["value"] for item in harness.plain(resource.inputs.get("labels", []))}
 

@@ -243,7 +243,10 @@ def test_traefik_routes_https_and_websocket_to_18789_on_web_only(plan: PlanFn) -
     labels = labels_of(gw)
     router = "traefik.http.routers.clientea-agent"
     assert labels[f"{router}.rule"] == "Host(`agent.clientea.com`)"
-    assert labels[f"{router}.entrypoints"] == "websecure" and labels[f"{router}.tls.certresolver"] == "le"
+    assert (
+        labels[f"{router}.entrypoints"] == "websecure,websecure6"
+        and labels[f"{router}.tls.certresolver"] == "le"
+    )
     assert labels["traefik.http.services.clientea-agent.loadbalancer.server.port"] == "18789"
     assert labels["traefik.docker.network"] == "web"
     assert networks_of(gw) == ["web"], "one container: no internal network, and out to the model APIs"

@@ -490,21 +490,23 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
     pg, maria = backup.sources_manifest(
         [
             DatabaseDump(
-                "chat", "postgres", "clientea-chat-postgres", "chatwoot", "postgres", "POSTGRES_PASSWORD"
+                "chat", "postgres", "clientea-chat-postgres", "chatwoot", "postgres", "/run/secrets/pg-pw"
             ),
-            DatabaseDump("hub", "mariadb", "clientea-hub-mariadb", "_1a2b", "root", "MARIADB_ROOT_PASSWORD"),
+            DatabaseDump(
+                "hub", "mariadb", "clientea-hub-mariadb", "_1a2b", "root", "/run/secrets/mariadb-root"
+            ),
         ]
     )["sources"]
     token = m.run_token  # tags what the run starts in a container: its clean-up finds it by that
     assert re.fullmatch(r"clientea-\d+-\d+", token) and vh.Manifest(str(home)).run_token != token
     assert vh.dump_argv(m, pg) == [
         "docker", "exec", "--env", f"VH_BACKUP_RUN={token}", "clientea-chat-postgres",
-        "sh", "-c", 'PGPASSWORD="${POSTGRES_PASSWORD}" exec "$@"', "sh",
+        "sh", "-c", 'f=$1; shift; PGPASSWORD="$(cat "$f")" exec "$@"', "sh", "/run/secrets/pg-pw",
         "pg_dump", "--format=custom", "--compress=0", "--no-owner", "--no-acl",
         "--username=postgres", "--dbname=chatwoot",
     ]  # fmt: skip
     maria_argv = vh.dump_argv(m, maria)
-    assert maria_argv[:9] == [
+    assert maria_argv[:10] == [
         "docker",
         "exec",
         "--env",
@@ -512,10 +514,11 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
         "clientea-hub-mariadb",
         "sh",
         "-c",
-        'MYSQL_PWD="${MARIADB_ROOT_PASSWORD}" exec "$@"',
+        'f=$1; shift; MYSQL_PWD="$(cat "$f")" exec "$@"',
         "sh",
+        "/run/secrets/mariadb-root",  # the password is read from its secret file inside the container
     ]
-    assert maria_argv[9:12] == ["mariadb-dump", "--single-transaction", "--quick"]
+    assert maria_argv[10:13] == ["mariadb-dump", "--single-transaction", "--quick"]
     assert maria_argv[-2:] == ["--databases", "_1a2b"]
 
 

@@ -109,6 +109,15 @@ class World:
     def data(self, service: str, name: str) -> Path:
         return self.root / "data" / service / name
 
+    @property
+    def db_password_file(self) -> str:
+        """The databases' password as their secret file holds it (no trailing newline); the local runtime
+        reads it where a container would read /run/secrets/<name> (issue 14)."""
+        path = self.root / "db-password"
+        if not path.exists():
+            path.write_text(PASSWORD)
+        return str(path)
+
     def location(self, service: str, name: str) -> DataLocation:
         path = self.data(service, name)
         path.mkdir(parents=True, exist_ok=True)
@@ -162,7 +171,7 @@ class World:
         path = os.environ.get("PATH", "")
         if self.pg is not None:
             path = self.pg.tool_path()
-        return {**os.environ, "PATH": path, "TZ": "UTC", "TEST_DB_PASSWORD": PASSWORD, **(extra or {})}
+        return {**os.environ, "PATH": path, "TZ": "UTC", **(extra or {})}
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -281,9 +290,9 @@ def full_world(tmp: Path, pg: Postgres, maria: MariaDB) -> tuple[World, list[Any
     Path(acme.source, "acme.json").write_text('{"le": {}}')
     sources = [
         FileSet("edge", acme),
-        DatabaseDump("chat", "postgres", "unused", db, pg.user, "TEST_DB_PASSWORD"),
+        DatabaseDump("chat", "postgres", "unused", db, pg.user, w.db_password_file),
         FileSet("chat", storage),
-        DatabaseDump("hub", "mariadb", "unused", db, "root", "TEST_DB_PASSWORD"),
+        DatabaseDump("hub", "mariadb", "unused", db, "root", w.db_password_file),
         AppBackupCommand("hub", "unused", APP_BACKUP, sites, "*/private/backups", restore=APP_RESTORE),
         FileSet("hub", sites, exclude=("assets", "*/private")),
     ]
@@ -400,7 +409,7 @@ def test_a_failing_dump_fails_the_run_and_records_no_snapshot(
         pg.sql("postgres", f'DROP DATABASE "{db}"')
         expected = "chat/postgres-"
     elif failure == "wrong-password":
-        env["TEST_DB_PASSWORD"] = "not-the-password"
+        Path(w.db_password_file).write_text("not-the-password")
         expected = "chat/postgres-"
     elif failure == "app-command":
         shutil.rmtree(w.data("hub", "sites") / "site1" / "public-files")  # tar fails, as a broken app does
@@ -435,10 +444,10 @@ def _databases_world(tmp: Path, pg: Postgres, maria: MariaDB) -> tuple[World, li
     Path(acme.source, "acme.json").write_text('{"le": {}}')
     w.install(
         [
-            DatabaseDump("chat", "postgres", "unused", chat, pg.user, "TEST_DB_PASSWORD"),
+            DatabaseDump("chat", "postgres", "unused", chat, pg.user, w.db_password_file),
             FileSet("edge", acme),
-            DatabaseDump("flow", "postgres", "unused", flow, pg.user, "TEST_DB_PASSWORD"),
-            DatabaseDump("hub", "mariadb", "unused", hub, "root", "TEST_DB_PASSWORD"),
+            DatabaseDump("flow", "postgres", "unused", flow, pg.user, w.db_password_file),
+            DatabaseDump("hub", "mariadb", "unused", hub, "root", w.db_password_file),
         ]
     )
     w.vh("init")
@@ -864,6 +873,8 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     w = World(tmp_path, pg, fresh=True)
     db = f"db_{uuid.uuid4().hex[:12]}"
     fill_postgres(pg, db)
+    password_file = tmp_path / "postgres-password"
+    password_file.write_text(PASSWORD)  # as the secret-file step writes it: no trailing newline
     storage = w.location("chat", "storage")
     fill_files(Path(storage.source), 2)
     uploads_path = w.data("chat", "uploads-volume")
@@ -871,7 +882,8 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     (uploads_path / "avatar.png").write_bytes(os.urandom(10_000))
     uploads = DataLocation("chat", "uploads", "clientea-chat-uploads", "volume")
     sources: list[BackupSource] = [
-        DatabaseDump("chat", "postgres", "clientea-chat-postgres", db, pg.user, "POSTGRES_PASSWORD"),
+        # The password file: the stand-in's `docker exec` runs here, so the file is here too.
+        DatabaseDump("chat", "postgres", "clientea-chat-postgres", db, pg.user, str(password_file)),
         FileSet("chat", storage),
         FileSet("chat", uploads),
     ]
@@ -884,7 +896,7 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     def labels(client: str) -> dict[str, str]:
         return {"io.versatilehub.client": client, "io.versatilehub.service": "chat"}
 
-    database_env = {"POSTGRES_PASSWORD": PASSWORD, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port)}
+    database_env = {"PGHOST": "127.0.0.1", "PGPORT": str(pg.port)}  # no password in it (issue 14)
     state = {
         "containers": {
             "clientea-chat-postgres": {"labels": labels(CLIENT), "env": database_env, "running": True},
@@ -898,7 +910,6 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
     env = {
         "PATH": f"{bin_dir}:{pg.tool_path()}",
         "DOCKER_SHIM_STATE": str(shim),
-        "TEST_DB_PASSWORD": "unused",
     }
 
     w.vh("init", extra_env=env)

@@ -19,7 +19,7 @@ from components.core.deployment import DatabaseDump, FileSet
 from components.core.scripts import PROGRESS
 from components.services.chat.component import BOOTSTRAP
 from components.suite import deploy
-from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
+from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of, secret_file_of
 from tools import harness
 
 RAILS, SIDEKIQ, POSTGRES, REDIS = (f"clientea-chat-{r}" for r in ("rails", "sidekiq", "postgres", "redis"))
@@ -201,7 +201,8 @@ def test_credentials_match_and_are_dsn_safe(routed: harness.Plan) -> None:
     chat = chat_containers(routed)
     app, db, redis = env_of(chat[RAILS]), env_of(chat[POSTGRES]), env_of(chat[REDIS])
     assert (db["POSTGRES_USER"], db["POSTGRES_DB"]) == (app["POSTGRES_USERNAME"], app["POSTGRES_DATABASE"])
-    assert db["POSTGRES_PASSWORD"] == app["POSTGRES_PASSWORD"]
+    assert "POSTGRES_PASSWORD" not in db, "a file, read by the image's file_env (issue 14)"
+    assert secret_file_of(routed, chat[POSTGRES], db["POSTGRES_PASSWORD_FILE"]) == app["POSTGRES_PASSWORD"]
     assert redis["REDIS_PASSWORD"] == app["REDIS_PASSWORD"]
     assert "@" not in app["REDIS_URL"] and app["REDIS_PASSWORD"] not in app["REDIS_URL"]
     for key in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):
@@ -218,6 +219,9 @@ def test_credentials_match_and_are_dsn_safe(routed: harness.Plan) -> None:
 def test_secrets_stay_secret(routed: harness.Plan) -> None:
     chat = chat_containers(routed)
     for name, c in chat.items():
+        if name == POSTGRES:  # its password is a file (issue 14): every env change shows in a preview
+            assert not harness.contains_secret(c.inputs["envs"])
+            continue
         assert harness.is_secret(c.inputs["envs"]), f"{name}: its environment carries secrets"
     app = env_of(chat[RAILS])
     secrets = [app[k] for k in app if k.endswith(("PASSWORD", "KEY", "SALT", "KEY_BASE"))]
@@ -294,6 +298,68 @@ def test_smtp_without_login_sends_unauthenticated(plan: PlanFn) -> None:
     assert not {"SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_AUTHENTICATION"} & set(env)
 
 
+def test_the_smtp_password_travels_with_the_other_chat_secrets(plan: PlanFn) -> None:
+    """Issue 16 item 9: the SMTP password is the stack's `secure:` value, never generated; it reaches Rails,
+    Sidekiq and the one-off steps exactly as SECRET_KEY_BASE does (today the containers' secret env; with
+    issue 14's env file, that file), and never a step's script text."""
+    smtp = {
+        "address": "smtp.clientea.com",
+        "sender": "chat@clientea.com",
+        "username": "chat@clientea.com",
+        "password": {"secure": "v1:smtp"},
+    }
+    p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp})
+    for container in (chat_containers(p)[RAILS], chat_containers(p)[SIDEKIQ]):
+        env = env_of(container)
+        assert ("SMTP_PASSWORD" in env) == ("SECRET_KEY_BASE" in env)
+    for role in ("prepare", "bootstrap"):
+        step = p.named(f"chat-{role}")
+        names = set(step_env(step)["VH_SECRET_NAMES"].split())
+        assert {"SMTP_PASSWORD", "SECRET_KEY_BASE"} <= names, "masked in the step's output like the others"
+        assert harness.placeholder("versatilehub:chat.smtp.password") not in script(step)
+
+
+def test_smtp_on_465_speaks_tls_from_the_first_byte(plan: PlanFn) -> None:
+    """Issue 16 item 9: implicit TLS (SMTPS). Chatwoot's config/environments/production.rb (v4.18.0) hands
+    SMTP_TLS to the mail gem's `tls` only when it is set; STARTTLS stays off on such a connection."""
+    smtp = {"address": "smtp.clientea.com", "port": 465, "sender": "chat@clientea.com"}
+    env = env_of(chat_containers(plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp}))[RAILS])
+    assert (env["SMTP_PORT"], env["SMTP_TLS"], env["SMTP_ENABLE_STARTTLS_AUTO"]) == ("465", "true", "false")
+    relay = {**smtp, "port": 2465, "tls": "implicit"}
+    env = env_of(chat_containers(plan(["chat"], chat={"adminEmail": ADMIN, "smtp": relay}))[RAILS])
+    assert (env["SMTP_PORT"], env["SMTP_TLS"], env["SMTP_ENABLE_STARTTLS_AUTO"]) == ("2465", "true", "false")
+    env = env_of(
+        chat_containers(plan(["chat"], chat={"adminEmail": ADMIN, "smtp": {**smtp, "port": 587}}))[RAILS]
+    )
+    assert "SMTP_TLS" not in env and env["SMTP_ENABLE_STARTTLS_AUTO"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("smtp", "key", "says"),
+    [
+        ({"port": 465, "tls": "starttls"}, "chat.smtp.tls", "port 465 speaks TLS from the first byte"),
+        ({"tls": "ssl"}, "chat.smtp.tls", "Input should be 'starttls' or 'implicit'"),
+        ({"tls": "implicit\nSMTP_TLS=false"}, "chat.smtp.tls", "Input should be 'starttls' or 'implicit'"),
+        ({"port": "465; rm -rf /"}, "chat.smtp.port", "valid integer"),
+        ({"port": 0}, "chat.smtp.port", "greater than or equal to 1"),
+        ({"address": "smtp.clientea.com\nSMTP_PASSWORD=x"}, "chat.smtp.address", ""),
+        ({"address": "smtp.clientea.com:465"}, "chat.smtp.address", ""),
+        ({"sender": "chat@clientea.com\r\nBcc: x@evil.example"}, "chat.smtp.sender", ""),
+        ({"username": "chat\nSMTP_PASSWORD=x", "password": {"secure": "v1:smtp"}}, "chat.smtp.username", ""),
+        ({"authentication": "none"}, "chat.smtp.authentication", "'plain', 'login' or 'cram_md5'"),
+    ],
+)
+def test_bad_smtp_settings_name_the_key_and_the_fix(
+    config_problems: ProblemsFn, smtp: dict[str, Any], key: str, says: str
+) -> None:
+    base = {"address": "smtp.clientea.com", "sender": "chat@clientea.com"}
+    [line] = config_problems(["chat"], chat={"adminEmail": ADMIN, "smtp": {**base, **smtp}})
+    assert line.startswith(f"versatilehub:{key}: ") and says in line, line
+    assert f"fix: pulumi config set --path 'versatilehub:{key}' " in line and "\n" not in line, line
+    fix = line.split("fix:")[1]
+    assert "rm -rf" not in fix and "SMTP_PASSWORD" not in fix, "the fix is an example value, not the bad one"
+
+
 # -- routing and networks --------------------------------------------------------------------------------
 
 
@@ -302,7 +368,7 @@ def test_only_rails_faces_traefik(routed: harness.Plan) -> None:
     labels = labels_of(chat[RAILS])
     assert labels["traefik.enable"] == "true" and labels["traefik.docker.network"] == "web"
     assert labels["traefik.http.routers.clientea-chat.rule"] == "Host(`chat.clientea.com`)"
-    assert labels["traefik.http.routers.clientea-chat.entrypoints"] == "websecure"
+    assert labels["traefik.http.routers.clientea-chat.entrypoints"] == "websecure,websecure6"
     assert labels["traefik.http.services.clientea-chat.loadbalancer.server.port"] == "3000"
     for name in (SIDEKIQ, POSTGRES, REDIS):
         assert not any(k.startswith("traefik.") for k in labels_of(chat[name])), name
@@ -531,6 +597,35 @@ class InboxMember
   end
 end
 
+# Chatwoot's app/models/installation_config.rb keeps `value` in serialized_value; here a row is a JSON pair.
+class InstallationConfig
+  attr_accessor :value, :locked
+  def self.find_or_initialize_by(name:)
+    row = $db["installation_configs"][name]
+    config = new(name, row.nil?)
+    config.value, config.locked = row["value"], row["locked"] if row
+    config
+  end
+  def initialize(name, fresh) = (@name = name; @fresh = fresh)
+  def new_record? = @fresh
+  def save!
+    $db["installation_configs"][@name] = { "value" => value, "locked" => locked }
+    $db["saved"] << @name
+  end
+end
+
+class GlobalConfig
+  def self.clear_cache = $db["cache_cleared"] = true
+end
+
+module ActiveModel
+  module Type
+    class Boolean
+      def cast(value) = value.nil? ? nil : !["false", "0", "f", "off", false, 0].include?(value)
+    end
+  end
+end
+
 class Redis
   module Alfred
     CHATWOOT_INSTALLATION_ONBOARDING = "CHATWOOT_INSTALLATION_ONBOARDING"
@@ -540,11 +635,13 @@ end
 """
 
 
-def test_bootstrap_is_idempotent_when_run_for_real(plan: PlanFn, tmp_path: Path) -> None:
-    """The planned step's exact Ruby and environment, run twice against stand-ins of Chatwoot's classes."""
-    p = plan(
-        ["chat"], chat={"adminEmail": ADMIN, "locale": "pt-br", "websiteInbox": "https://www.clientea.com"}
-    )
+# What db:chatwoot_prepare seeds from config/installation_config.yml: sign-up off, editable by a super admin.
+SEEDED = {"ENABLE_ACCOUNT_SIGNUP": {"value": False, "locked": False}}
+Edit = Callable[[dict[str, Any]], None]
+
+
+def bootstrap_runner(p: harness.Plan, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """Runs the planned step's exact Ruby and environment against the stand-ins; the state persists."""
     step = p.named("chat-bootstrap")
     code = run_argv(step)[-1]
     env = {k: v for k, v in step_env(step).items() if k.startswith("BOOTSTRAP_") or k == "DEFAULT_LOCALE"}
@@ -552,11 +649,15 @@ def test_bootstrap_is_idempotent_when_run_for_real(plan: PlanFn, tmp_path: Path)
     stand_ins.write_text(STAND_INS)
     state = tmp_path / "state.json"
     fresh = {"users": [], "accounts": [], "inboxes": [], "members": [], "built": []}
+    fresh |= {"installation_configs": dict(SEEDED), "saved": []}
 
-    def run_once() -> dict[str, Any]:
-        db = json.loads(state.read_text()) if state.exists() else fresh
+    def run_once(edit: Edit | None = None) -> dict[str, Any]:
+        db = json.loads(state.read_text()) if state.exists() else json.loads(json.dumps(fresh))
         # db:chatwoot_prepare's seeds open the onboarding page on a new database; assume that every time.
         db["redis"] = {"CHATWOOT_INSTALLATION_ONBOARDING": "true"}
+        db["saved"], db["cache_cleared"] = [], False
+        if edit:
+            edit(db)
         state.write_text(json.dumps(db))
         done = subprocess.run(
             ["ruby", "-r", str(stand_ins), "-e", code],
@@ -567,7 +668,19 @@ def test_bootstrap_is_idempotent_when_run_for_real(plan: PlanFn, tmp_path: Path)
         )
         assert done.returncode == 0, done.stderr
         result: dict[str, Any] = json.loads(state.read_text())
+        result["stdout"] = done.stdout
         return result
+
+    return run_once
+
+
+def test_bootstrap_is_idempotent_when_run_for_real(plan: PlanFn, tmp_path: Path) -> None:
+    """The planned step's exact Ruby and environment, run twice against stand-ins of Chatwoot's classes."""
+    p = plan(
+        ["chat"], chat={"adminEmail": ADMIN, "locale": "pt-br", "websiteInbox": "https://www.clientea.com"}
+    )
+    env = step_env(p.named("chat-bootstrap"))
+    run_once = bootstrap_runner(p, tmp_path)
 
     first = run_once()
     [built] = first["built"]
@@ -596,6 +709,68 @@ def test_bootstrap_is_idempotent_when_run_for_real(plan: PlanFn, tmp_path: Path)
     assert second["redis"] == {}, "closed again after a re-seed"
 
 
+def test_a_website_inbox_the_admin_deleted_is_not_provisioned_again(plan: PlanFn, tmp_path: Path) -> None:
+    """Issue 16 item 7: the bootstrap runs again on every version change; it provisions the inbox once."""
+    p = plan(["chat"], chat={"adminEmail": ADMIN, "websiteInbox": "https://www.clientea.com"})
+    run_once = bootstrap_runner(p, tmp_path)
+    first = run_once()
+    assert len(first["inboxes"]) == 1
+    assert first["installation_configs"]["VERSATILEHUB_WEBSITE_INBOX"]["value"] == "https://www.clientea.com"
+
+    def admin_deletes_it(db: dict[str, Any]) -> None:
+        db["inboxes"], db["members"] = [], []
+
+    after_upgrade = run_once(admin_deletes_it)
+    assert after_upgrade["inboxes"] == [], "a deleted inbox stays deleted"
+    assert "provisioned before, left as the admin keeps it" in after_upgrade["stdout"]
+
+
+def test_a_new_website_gets_its_inbox_and_an_existing_one_is_adopted(plan: PlanFn, tmp_path: Path) -> None:
+    """A stack deployed before the marker existed: its inbox is adopted, not doubled; a new site gets one."""
+    p = plan(["chat"], chat={"adminEmail": ADMIN, "websiteInbox": "https://www.clientea.com"})
+    run_once = bootstrap_runner(p, tmp_path)
+    first = run_once()
+
+    def before_the_marker(db: dict[str, Any]) -> None:
+        del db["installation_configs"]["VERSATILEHUB_WEBSITE_INBOX"]
+
+    again = run_once(before_the_marker)
+    assert again["inboxes"] == first["inboxes"]
+    assert again["installation_configs"]["VERSATILEHUB_WEBSITE_INBOX"]["value"] == "https://www.clientea.com"
+    moved = bootstrap_runner(
+        plan(["chat"], chat={"adminEmail": ADMIN, "websiteInbox": "https://tienda.clientea.com"}), tmp_path
+    )()
+    assert [i["website_url"] for i in moved["inboxes"]] == [
+        "https://www.clientea.com",
+        "https://tienda.clientea.com",
+    ]
+
+
+@pytest.mark.parametrize("stored", [True, "true", None])
+def test_the_bootstrap_closes_sign_up_in_the_installation_setting(
+    plan: PlanFn, tmp_path: Path, stored: object
+) -> None:
+    """Issue 16 item 8: Chatwoot's GlobalConfigService.load reads the seeded InstallationConfig row first
+    (the env is a fallback for a missing row), so the row is what keeps sign-up closed."""
+    run_once = bootstrap_runner(plan(["chat"], chat={"adminEmail": ADMIN}), tmp_path)
+
+    def opened(db: dict[str, Any]) -> None:
+        if stored is None:
+            del db["installation_configs"]["ENABLE_ACCOUNT_SIGNUP"]
+        else:
+            db["installation_configs"]["ENABLE_ACCOUNT_SIGNUP"]["value"] = stored
+
+    done = run_once(opened)
+    assert done["installation_configs"]["ENABLE_ACCOUNT_SIGNUP"]["value"] is False
+    assert done["cache_cleared"], "GlobalConfig's cached copy is dropped"
+    assert "account sign-up closed" in done["stdout"]
+    again = run_once()
+    assert again["saved"] == [] and "sign-up" not in again["stdout"], "a closed setting is left alone"
+    assert env_of(chat_containers(plan(["chat"], chat={"adminEmail": ADMIN}))[RAILS])[
+        "ENABLE_ACCOUNT_SIGNUP"
+    ] == ("false"), "the env stays, for a row that is missing"
+
+
 # -- data, backups and outputs ---------------------------------------------------------------------------
 
 
@@ -619,7 +794,10 @@ def test_backups_dump_the_database_and_copy_the_storage() -> None:
     built: list[Any] = []
     harness.run(make_stack(["chat"]), program=lambda: built.append(deploy(config.load())))
     sources = [s for s in built[0].deployment.backup_sources if s.service == "chat"]
-    assert DatabaseDump("chat", "postgres", POSTGRES, "chatwoot", "chatwoot", "POSTGRES_PASSWORD") in sources
+    assert (
+        DatabaseDump("chat", "postgres", POSTGRES, "chatwoot", "chatwoot", "/run/secrets/postgres-password")
+        in sources
+    )
     [files] = [s for s in sources if isinstance(s, FileSet)]
     assert files.location.source == "/srv/versatilehub/clientea/chat/storage"
     assert len(sources) == 2
@@ -683,6 +861,8 @@ def test_locales_are_written_as_chatwoot_names_them() -> None:
     assert config.ChatConfig(admin_email=ADMIN, locale="ZH_tw").locale == "zh_TW"
     assert {"es", "en", "pt_BR", "sl", "uz"} <= config.CHATWOOT_LOCALES
     assert "hi" not in config.CHATWOOT_LOCALES, "Hindi is listed but not enabled in v4.18.0"
+    # v4.18.0's languages.rb: indices 0-43; 5 (hi) and 11 (zh) disabled; 42 (uz) and 43 (sl) the last.
+    assert len(config.CHATWOOT_LOCALES) == 44 - 2 and "zh" not in config.CHATWOOT_LOCALES
 
 
 def test_an_incomplete_smtp_setup_names_each_missing_key(config_problems: ProblemsFn) -> None:
@@ -745,10 +925,13 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     )
     (bin_dir / "docker").chmod(0o755)
 
+    logs = tmp_path / "logs"
+
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["/bin/bash", "-c", script(prepare)],
-            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1", **extra},
+            env={"PATH": f"{bin_dir}:/usr/bin:/bin", **env, "VH_PROGRESS_SECONDS": "1",
+                 "VH_STEP_LOG_DIR": str(logs), **extra},
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
 
@@ -756,10 +939,15 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
     assert ok.returncode == 0, ok.stderr
     lines = ok.stderr.splitlines()
     assert lines[:2] == ["chat prepare: started", "chat prepare: still running after 1 s"]
-    assert re.fullmatch(r"chat prepare: done in [23] s", lines[-1])
+    done = re.fullmatch(r"chat prepare: done in (\d+) s", lines[-1])
+    assert done and int(done[1]) >= 2, lines  # the 2.5 s command; more on a loaded machine
     assert env["POSTGRES_PASSWORD"] not in ok.stderr + ok.stdout
-    assert "connecting with [secret]" in ok.stdout
+    # The command's output: in the host's private step log (core/scripts/steplog.sh), masked there too.
+    log = logs / "chat_prepare.log"
+    assert log.read_text() == "connecting with [secret]\n" and (log.stat().st_mode & 0o777) == 0o600
     failed = run(FAKE_EXIT="1")
     assert failed.returncode == 1
-    assert "chat prepare failed (exit status 1); its last lines:\nconnecting with [secret]" in failed.stderr
-    assert env["POSTGRES_PASSWORD"] not in failed.stderr
+    assert failed.stderr.splitlines()[-1].startswith(
+        f"chat prepare failed (exit status 1); its output: {log} on "
+    )
+    assert env["POSTGRES_PASSWORD"] not in failed.stderr + failed.stdout and "connecting" not in failed.stderr

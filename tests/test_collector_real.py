@@ -26,6 +26,7 @@ from tests.collector_lab import https_edge, netns_sshd, run_collector, webhook_r
 from tools import engine, fleet
 
 CLIENT = "labclient"
+BURNER_CPUS = 0.1
 
 
 def _run(docker: engine.Engine, image: str, service: str, role: str, *args: str, client: str = CLIENT) -> str:
@@ -89,7 +90,14 @@ def lab(docker_engine: engine.Engine) -> Any:
         "-c",
         "sleep 1; exit 3",
     )
-    _run(docker_engine, image, "hub", "queue-short", *limits, image, "sh", "-c", "while :; do :; done")
+    # The CPU burner: two busy loops capped at a tenth of a core (CFS quota 10 ms per 100 ms period) with
+    # ten times the default CPU weight. The collector reports CPU as a % of the limit, so it must read
+    # near 100 % whenever the loops get that tenth, which they do on a busy machine: the weight wins it
+    # from other containers (this engine's and other test runs'), two loops take it from either CPU.
+    # With 0.5 cpus and one loop it read ~45 % when the machine was busy (#19).
+    burner = ["--memory", "64m", "--memory-swap", "64m", "--cpus", str(BURNER_CPUS), "--cpu-shares", "10240"]
+    loops = "while :; do :; done & while :; do :; done"
+    _run(docker_engine, image, "hub", "queue-short", *burner, image, "sh", "-c", loops)
     # /dev/shm pages count in the container's memory (not page cache, which docker stats leaves out).
     _run(
         docker_engine,
@@ -193,9 +201,10 @@ def test_status_alerts_and_dedup_against_real_containers(lab: engine.Engine, tmp
         assert containers[f"{CLIENT}-hub-backend"]["state"] == "running"
         assert containers[f"{CLIENT}-flow-n8n"]["health"] == "unhealthy"
         assert containers[f"{CLIENT}-hub-configurator"]["state"] == "exited"
-        assert containers[f"{CLIENT}-hub-queue-short"]["cpu_percent"] > 70, containers[
-            f"{CLIENT}-hub-queue-short"
-        ]
+        # Near 100 % of its limit, never the share of the host's CPUs (0.1 / 2 = 5 %) nor of one core
+        # (10 %), nor more than the quota allows (CFS throttling; a little over 100 from sampling jitter).
+        burning = containers[f"{CLIENT}-hub-queue-short"]
+        assert 70 < burning["cpu_percent"] <= 130, (burning, "loadavg", os.getloadavg())
         assert containers[f"{CLIENT}-hub-backend"]["cpu_percent"] < 20
         assert containers[f"{CLIENT}-hub-redis-cache"]["memory_percent"] > 80, containers[
             f"{CLIENT}-hub-redis-cache"

@@ -97,7 +97,10 @@ def test_dashboard_is_behind_tls_and_basic_auth_with_a_generated_password(plan: 
     router = "traefik.http.routers.clientea-dashboard"
     assert labels[f"{router}.rule"] == "Host(`traefik.clientea.com`)"
     assert labels[f"{router}.service"] == "api@internal"
-    assert labels[f"{router}.entrypoints"] == "websecure" and labels[f"{router}.tls.certresolver"] == "le"
+    assert (
+        labels[f"{router}.entrypoints"] == "websecure,websecure6"
+        and labels[f"{router}.tls.certresolver"] == "le"
+    )
     assert "clientea-dashboard-auth@docker" in labels[f"{router}.middlewares"]
     users = labels["traefik.http.middlewares.clientea-dashboard-auth.basicauth.users"]
     assert (
@@ -126,17 +129,43 @@ def test_traefik_publishes_80_and_443_on_ipv4_and_ipv6_unless_the_stack_turns_ip
     """The provider defaults a port's `ip` to 0.0.0.0, which Docker binds on IPv4 only: AAAA records would
     lead IPv6 clients (and Let's Encrypt) to a refused connection. Each family needs its own binding."""
     both = plan(["flow"]).container("clientea-edge-traefik").inputs["ports"]
+    # One container port per family (one binding each, so no engine's binding order can matter, #13).
     assert both == [
         {"internal": 8000.0, "external": 80.0, "ip": "0.0.0.0"},
-        {"internal": 8000.0, "external": 80.0, "ip": "::"},
+        {"internal": 8001.0, "external": 80.0, "ip": "::"},
         {"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"},
-        {"internal": 8443.0, "external": 443.0, "ip": "::"},
+        {"internal": 8444.0, "external": 443.0, "ip": "::"},
     ]
-    v4 = plan(["flow"], traefik={"ipv6": False}).container("clientea-edge-traefik").inputs["ports"]
-    assert v4 == [
+    v4 = plan(["flow"], traefik={"ipv6": False}).container("clientea-edge-traefik")
+    assert v4.inputs["ports"] == [
         {"internal": 8000.0, "external": 80.0, "ip": "0.0.0.0"},
         {"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"},
     ]
+    assert not any("acme" in label for label in labels_of(v4))
+
+
+def test_each_family_has_its_entrypoints_and_ipv6_gets_the_acme_http_challenge(plan: PlanFn) -> None:
+    """Traefik's entrypoints match the container ports: web/websecure (IPv4), web6/websecure6 (IPv6),
+    the same redirection, timeouts and resolver on both; every router listens on both HTTPS ones. Traefik
+    answers HTTP-01 only on `httpchallenge.entrypoint` (traefik v3.6.24 pkg/provider/traefik/internal.go
+    acme()), so a router hands /.well-known/acme-challenge/ on web6 to acme-http@internal, above web6's
+    redirection (priority math.MaxInt - 1, pkg/config/static/entrypoints.go
+    RedirectEntryPoint.SetDefaults)."""
+    traefik = plan(["flow"]).container("clientea-edge-traefik")
+    args = flags(traefik)
+    for family, (web, websecure) in {"": (8000, 8443), "6": (8001, 8444)}.items():
+        assert f"--entrypoints.web{family}.address=:{web}" in args
+        assert f"--entrypoints.web{family}.http.redirections.entrypoint.to=:443" in args
+        assert f"--entrypoints.websecure{family}.address=:{websecure}" in args
+        assert f"--entrypoints.websecure{family}.http.tls.certresolver=le" in args
+        assert f"--entrypoints.websecure{family}.transport.respondingTimeouts.readTimeout=600s" in args
+    labels = labels_of(traefik)
+    acme = "traefik.http.routers.clientea-acme-v6"
+    assert labels[f"{acme}.entrypoints"] == "web6" and labels[f"{acme}.service"] == "acme-http@internal"
+    assert labels[f"{acme}.rule"] == "PathPrefix(`/.well-known/acme-challenge/`)"
+    assert labels[f"{acme}.priority"] == str(2**63 - 1) and labels["traefik.enable"] == "true"
+    tls = plan(["flow"], traefik={"challenge": "tls"}).container("clientea-edge-traefik")
+    assert not any("acme" in label for label in labels_of(tls))  # TLS-ALPN: on every TLS entrypoint
 
 
 def test_ping_listens_on_loopback_only_and_the_healthcheck_asks_there(plan: PlanFn) -> None:

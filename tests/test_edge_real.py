@@ -42,9 +42,12 @@ def test_planned_bindings_reach_exactly_the_families_the_stack_asks_for(
     name = f"edge-ports-{'dual' if ipv6 else 'v4'}"
     # The engine has no default bridge (tools/engine.py): publish through a network of the test's own.
     docker_engine.docker("network", "create", name)
+    # One httpd per container port Traefik listens on (an entrypoint per address family, edge/component.py).
+    internal = sorted({int(p["internal"]) for p in ports})
+    serve = " && ".join(f"busybox httpd -p {port} -h /etc" for port in internal[:-1])
+    serve += f"{' && ' if serve else ''}busybox httpd -f -p {internal[-1]} -h /etc"
     docker_engine.docker(
-        "run", "-d", "--name", name, "--network", name, *publish, image,
-        "sh", "-c", "busybox httpd -p 8000 -h /etc && busybox httpd -f -p 8443 -h /etc",
+        "run", "-d", "--name", name, "--network", name, *publish, image, "sh", "-c", serve,
     )  # fmt: skip
     try:
         external = sorted({int(p["external"]) + SHIFT for p in ports})

@@ -13,7 +13,7 @@ from components import config
 from components.core import catalog, versions
 from components.core.deployment import DatabaseDump, FileSet
 from components.suite import deploy
-from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of
+from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of, secret_file_of
 from tools import harness
 
 TZ = "America/Argentina/Buenos_Aires"
@@ -129,10 +129,10 @@ def test_runner_and_n8n_share_one_token_and_the_database_one_password(routed: ha
     assert runner["N8N_RUNNERS_AUTH_TOKEN"] == n8n["N8N_RUNNERS_AUTH_TOKEN"]
     assert re.fullmatch(r"[A-Za-z0-9]{48}", runner["N8N_RUNNERS_AUTH_TOKEN"])
     assert runner["N8N_RUNNERS_TASK_BROKER_URI"] == "http://n8n:5679"
-    assert postgres["POSTGRES_PASSWORD"] == n8n["DB_POSTGRESDB_PASSWORD"]
-    assert re.fullmatch(r"[A-Za-z0-9]{32}", postgres["POSTGRES_PASSWORD"]), (
-        "alphanumeric: no quoting anywhere"
-    )
+    db_password = secret_file_of(routed, flow[POSTGRES], postgres["POSTGRES_PASSWORD_FILE"])
+    assert "POSTGRES_PASSWORD" not in postgres, "a file, read by the image's file_env (issue 14)"
+    assert db_password == n8n["DB_POSTGRESDB_PASSWORD"]
+    assert re.fullmatch(r"[A-Za-z0-9]{32}", db_password), "alphanumeric: no quoting anywhere"
     assert (postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]) == ("n8n", "n8n")
     assert postgres["PGDATA"] == "/var/lib/postgresql/data"
     assert "N8N_RUNNERS_AUTH_TOKEN" not in postgres and "DB_POSTGRESDB_PASSWORD" not in runner
@@ -144,6 +144,9 @@ def test_runner_and_n8n_share_one_token_and_the_database_one_password(routed: ha
 def test_secrets_stay_secret(routed: harness.Plan) -> None:
     flow = flow_containers(routed)
     for name, c in flow.items():
+        if name == POSTGRES:  # its password is a file (issue 14): every env change shows in a preview
+            assert not harness.contains_secret(c.inputs["envs"])
+            continue
         assert harness.is_secret(c.inputs["envs"]), f"{name}: its environment carries a secret"
     out = routed.outputs["flow"]
     assert harness.is_secret(out["ownerPassword"]) and harness.is_secret(out["encryptionKey"])
@@ -308,7 +311,9 @@ def _suite_of(stack: harness.StackConfig) -> Any:
 
 def test_backups_dump_the_database_and_copy_the_user_folder() -> None:
     sources = [s for s in _suite_of(make_stack(["flow"])).deployment.backup_sources if s.service == "flow"]
-    assert DatabaseDump("flow", "postgres", POSTGRES, "n8n", "n8n", "POSTGRES_PASSWORD") in sources
+    assert (
+        DatabaseDump("flow", "postgres", POSTGRES, "n8n", "n8n", "/run/secrets/postgres-password") in sources
+    )
     copied = sorted(s.location.source for s in sources if isinstance(s, FileSet))
     assert copied == [
         "/srv/versatilehub/clientea/flow/files",  # what workflows write to disk

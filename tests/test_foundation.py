@@ -237,7 +237,9 @@ def test_volume_storage_keeps_data_when_the_stack_goes(plan: PlanFn) -> None:
     assert "clientea-edge-letsencrypt" in names
     for c in p.containers():
         for m in c.inputs.get("mounts", []):
-            if m["target"] != "/var/run/docker.sock":
+            if m["source"].startswith("/srv/versatilehub/clientea/secrets/"):  # secret files (issue 14)
+                assert m["type"] == "bind" and m["readOnly"] and m["target"].startswith("/run/secrets/")
+            elif m["target"] != "/var/run/docker.sock":
                 assert m["type"] == "volume" and m["source"] in names
 
 

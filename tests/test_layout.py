@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from components.core.scripts import PROGRESS, script
+from components.core.scripts import PROGRESS, STEPLOG, script
 from components.services.chat import component as chat
 from components.services.hub import component as hub
+from components.services.hub import frontend as hub_frontend
+from components.services.hub import steps as hub_steps
 from components.suite import SERVICE_COMPONENTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,17 +146,22 @@ def test_modules_stay_small():
 def test_the_program_sends_the_script_files():
     # The same text, loaded once at import: what the linters check is what reaches the container.
     sent = {
-        ("hub", "company.py"): hub.COMPANY,
-        ("hub", "new_site.py"): hub.NEW_SITE,
+        ("hub", "company.py"): hub_steps.COMPANY,
+        ("hub", "new_site.py"): hub_steps.NEW_SITE,
         ("hub", "configure.py"): hub.CONFIGURE,
-        ("hub", "step.sh"): hub.STEP_HELPERS,
-        ("hub", "migrate.sh"): hub.MIGRATE,
+        ("hub", "step.sh"): hub_steps.STEP_HELPERS,
+        ("hub", "migrate.sh"): hub_steps.MIGRATE,
+        ("hub", "frontend.sh"): hub_frontend.FRONTEND,
+        ("hub", "probe-session.sh"): hub.PROBE_SESSION,
+        **{("hub", f"probe-{n.removeprefix('hub-')}.sh"): text for n, text in hub.PROBES.items()},
         ("chat", "bootstrap.rb"): chat.BOOTSTRAP,
     }
     for (service, name), text in sent.items():
         assert (COMPONENTS / "services" / service / "scripts" / name).read_text() == text, name
-    assert script(hub.__name__, "company.py") == hub.COMPANY
-    assert (COMPONENTS / "core" / "scripts" / "progress.sh").read_text() == PROGRESS
+    assert script(hub_steps.__name__, "company.py") == hub_steps.COMPANY
+    core_scripts = COMPONENTS / "core" / "scripts"
+    assert (core_scripts / "steplog.sh").read_text() == STEPLOG  # progress.sh uses its log helpers
+    assert (core_scripts / "steplog.sh").read_text() + (core_scripts / "progress.sh").read_text() == PROGRESS
 
 
 def test_python_scripts_compile_and_shell_and_ruby_pass_their_checkers():

@@ -325,3 +325,16 @@ def test_attach_keeps_the_cert_resolver_it_shares(tmp_path: Path, capsys: pytest
     argv = args("--mode", "attach", "--set", "traefik.certResolver=le2", services="flow", acme=False)
     code, _, err = run(tmp_path, argv, capsys)
     assert code == 0, err
+
+
+def test_chat_without_mail_says_how_agents_get_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16 item 9: without SMTP Chatwoot cannot invite agents; the Super Admin console creates them with
+    a password (chatwoot app/dashboards/user_dashboard.rb: the form has email, password and confirmed_at)."""
+    code, out, err = run(tmp_path, args(), capsys)
+    assert code == 0, err
+    assert "Chat has no mail server (chat.smtp.address)" in out
+    assert "https://chat.clientee.com/super_admin" in out
+    mail = ["--set", "chat.smtp.address=smtp.clientee.com", "--set", "chat.smtp.sender=chat@clientee.com"]
+    code, out, err = run(tmp_path, args(*mail, stack="withMail"), capsys)
+    assert code == 0, err
+    assert "no mail server" not in out

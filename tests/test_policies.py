@@ -145,14 +145,45 @@ def data_stores(t: runner.Target) -> list[runner.Subject]:
 
 
 def password_key(s: runner.Subject) -> str | None:
+    """The variable a data store's password goes by (POSTGRES_PASSWORD for POSTGRES_PASSWORD_FILE)."""
     return next(
-        (k for k in dict(e.split("=", 1) for e in plain(s).get("envs", [])) if k.endswith("PASSWORD")), None
+        (
+            k.removesuffix("_FILE")
+            for k in dict(e.split("=", 1) for e in plain(s).get("envs", []))
+            if k.removesuffix("_FILE").endswith("PASSWORD")
+        ),
+        None,
     )
 
 
 def guarded_stores(t: runner.Target) -> list[runner.Subject]:
-    """Data stores holding a password in their environment (e.g. POSTGRES_PASSWORD)."""
-    return [s for s in data_stores(t) if password_key(s)]
+    """Data stores with a password in a secret file (e.g. POSTGRES_PASSWORD_FILE)."""
+    return [
+        s
+        for s in data_stores(t)
+        if password_key(s)
+        and any(m["target"].startswith("/run/secrets/") for m in plain(s).get("mounts", []))
+    ]
+
+
+def secret_file_step(t: runner.Target, s: runner.Subject) -> runner.Subject:
+    """The step writing the (first) secret file container `s` mounts (components/core/secrets.py)."""
+    sources = {m["source"] for m in plain(s).get("mounts", []) if m["target"].startswith("/run/secrets/")}
+
+    def writes(r: runner.Subject) -> str | None:
+        env = plain(r).get("environment") or {}
+        return f"{env['VH_FILE_DIR']}/{env['VH_FILE_NAME']}" if "VH_FILE_NAME" in env else None
+
+    return next(r for r in t.resources if r.type == "command:local:Command" and writes(r) in sources)
+
+
+def store_password(t: runner.Target, s: runner.Subject) -> str:
+    """A data store's password: its secret file's content (or, still, an env value)."""
+    key = str(password_key(s))
+    env = dict(e.split("=", 1) for e in plain(s).get("envs", []))
+    if key in env:
+        return env[key]
+    return str(plain(secret_file_step(t, s))["environment"]["VH_SECRET_VALUE"])
 
 
 def front(t: runner.Target) -> runner.Subject:
@@ -312,12 +343,32 @@ def test_secrets_not_reused_across_services(full: runner.Target) -> None:
     assert violations(full, "secrets-not-reused") == [], "an app and its own database share theirs"
     first = guarded_stores(full)[0]
     second = next(s for s in guarded_stores(full) if s.parent != first.parent)
-    value = env_value(first, str(password_key(first)))
+    value = store_password(full, first)
     reused = edit(full, second.name, lambda p: set_env(p, "SOME_PASSWORD", value))
     [found] = violations(reused, "secrets-not-reused")
-    assert found.level == "mandatory" and found.resource_name in {first.name, second.name}
-    other = ({first.name, second.name} - {found.resource_name}).pop()
-    assert plain(subject(full, other))["name"] in found.message and value not in found.message
+    assert found.level == "mandatory" and value not in found.message
+    assert found.resource_name in {second.name, secret_file_step(full, first).name}
+
+
+def test_credential_rules_read_the_secret_files(full: runner.Target) -> None:
+    """Secrets reach containers as files (issue 14): the credential rules read what each secret-file step
+    writes, so they still judge every password and key, on a plan as on a preview."""
+    first, second = guarded_stores(full)[0], guarded_stores(full)[-1]
+    writer, other = secret_file_step(full, first), secret_file_step(full, second)
+    assert first.parent != second.parent
+    assert "VH_SECRET_VALUE" in json.dumps(plain(writer)) and harness.is_secret(
+        writer.props["environment"]["VH_SECRET_VALUE"]
+    )
+
+    def holding(value: str) -> Change:
+        return lambda p: p["environment"].update(VH_SECRET_VALUE=value)
+
+    weak = violations(edit(full, writer.name, holding("changeme")), "no-default-credentials")
+    assert names(weak) == {writer.name} and "changeme" not in weak[0].message
+    short = violations(edit(full, writer.name, holding("Kx8pQ2vN7mR4")), "secret-strength")
+    assert writer.name in names(short)
+    reused = edit(full, other.name, holding(store_password(full, first)))
+    assert names(violations(reused, "secrets-not-reused")) & {writer.name, other.name}
 
 
 def test_the_post_deploy_checks_use_a_services_secret_without_sharing_it(full: runner.Target) -> None:
@@ -429,8 +480,18 @@ def test_routers_tls_only(full: runner.Target) -> None:
     no_redirect = edit(
         full, "edge-traefik", lambda p: p.update(command=[a for a in p["command"] if "redirections" not in a])
     )
-    [found] = violations(no_redirect, "routers-tls-only")
-    assert found.resource_name == "edge-traefik" and "entrypoint web" in found.message
+    found = violations(no_redirect, "routers-tls-only")
+    assert [f.resource_name for f in found] == ["edge-traefik"] * 2
+    assert sorted(f.message.split()[1] for f in found) == ["web", "web6"]
+    # Traefik's ACME challenge router on web6 passes only as exactly that (its rule, acme-http@internal).
+    acme = "traefik.http.routers.clientea-acme-v6"
+    assert any(x["label"].startswith(acme) for x in plain(subject(full, "edge-traefik"))["labels"])
+    widened = edit(
+        full,
+        "edge-traefik",
+        lambda p: [x.update(value="PathPrefix(`/`)") for x in p["labels"] if x["label"] == f"{acme}.rule"],
+    )
+    assert any("listens on web6" in v.message for v in violations(widened, "routers-tls-only"))
 
 
 def test_traefik_exposed_by_default_off(full: runner.Target) -> None:

@@ -93,7 +93,7 @@ def test_the_portal_serves_the_base_domain_and_catches_every_unknown_host(plan: 
     assert labels[f"{catch}.rule"] == "HostRegexp(`.+`)"
     assert labels[f"{catch}.priority"] == "1", "every other router wins over the catch-all"
     for router in (named, catch):
-        assert labels[f"{router}.entrypoints"] == "websecure" and labels[f"{router}.tls"] == "true"
+        assert labels[f"{router}.entrypoints"] == "websecure,websecure6" and labels[f"{router}.tls"] == "true"
         assert labels[f"{router}.middlewares"].endswith("-headers@docker")
         service = labels[f"{router}.service"]
         assert labels[f"traefik.http.services.{service}.loadbalancer.server.port"] == "8080"

@@ -4,6 +4,7 @@ daemon.json of the test's own."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def needs() -> preflight.Needs:
 def test_what_the_stack_sets_is_read_from_its_plan(needs: preflight.Needs) -> None:
     assert len(needs.swap_limited) == len(needs.log_containers["json-file"]) >= 20
     assert set(needs.log_opts["json-file"]) == {"max-size", "max-file"}
-    assert needs.dual_bindings == ["clientea-edge-traefik"]
+    assert needs.dual_bindings == []  # Traefik: one container port per family since #13
 
 
 def test_a_host_that_keeps_what_the_stack_writes_passes(needs: preflight.Needs) -> None:
@@ -52,10 +53,10 @@ def test_extra_daemon_log_opts_are_named_with_the_fix(needs: preflight.Needs) ->
 
 def test_an_engine_that_reverses_bindings_is_refused_only_with_dual_bindings(needs: preflight.Needs) -> None:
     old = {**INFO_OK, "ServerVersion": "20.10.24+dfsg1"}
-    (line,) = preflight.check(needs, old, None)
-    assert "clientea-edge-traefik" in line and "traefik.ipv6' false" in line
-    v4_only = preflight.needs_of(harness.plan_stack("labHub"))
-    assert preflight.check(v4_only, old, None) == []
+    assert preflight.check(needs, old, None) == []  # the shipped stacks publish one binding per port
+    dual = dataclasses.replace(needs, dual_bindings=["clientea-edge-traefik"])
+    (line,) = preflight.check(dual, old, None)
+    assert "clientea-edge-traefik" in line and "its own container port" in line
 
 
 def test_the_command_line_exit_codes(tmp_path: Path) -> None:
@@ -128,6 +129,6 @@ def test_a_real_engine_merges_daemon_log_opts_and_orders_bindings_as_modelled(
     major = int(str(info["ServerVersion"]).split(".")[0])
     order = "reversed" if major < 27 else "given"
     assert real == provider_model.sorted_ports(traefik["ports"], order)
-    replaced = provider_model.changed_fields(traefik, {**traefik, "ports": real}) == ["ports"]
-    assert replaced is (order == "reversed")
-    assert any("lists a port's IPv4 and IPv6 bindings in reverse" in line for line in problems) is replaced
+    # One binding per container port: the read-back is the plan's on either engine order (#13).
+    assert provider_model.changed_fields(traefik, {**traefik, "ports": real}) == []
+    assert not any("bindings in reverse" in line for line in problems)

@@ -15,7 +15,7 @@ def test_router_labels_publish_one_host_over_tls_with_security_headers() -> None
     assert labels["traefik.enable"] == "true"
     assert labels["traefik.docker.network"] == "web"
     assert labels[f"{r}.rule"] == "Host(`erp.clientea.com`)"
-    assert labels[f"{r}.entrypoints"] == "websecure"
+    assert labels[f"{r}.entrypoints"] == "websecure,websecure6"
     assert labels[f"{r}.tls"] == "true"
     assert labels[f"{r}.tls.certresolver"] == "le"
     assert labels[f"{r}.service"] == "clientea-hub"
@@ -105,3 +105,20 @@ def test_chat_leaves_frame_options_to_chatwoot_others_keep_sameorigin(plan) -> N
     assert "customFrameOptionsValue" not in chat and "frameDeny" not in chat
     hub = _headers(p.container("clientea-hub-frontend"))
     assert hub["customFrameOptionsValue"] == "SAMEORIGIN"
+
+
+def test_each_router_frame_options_as_decided(plan) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 4, per app: Chat leaves framing to Chatwoot (its /widget is embedded by client sites);
+    the Hub and Flow (ERPNext and n8n frame only their own pages) and the Agent (OpenClaw's control UI is
+    not for other sites to embed) keep SAMEORIGIN, no router sets DENY."""
+    p = plan(["hub", "chat", "flow", "agent"])
+    chosen = {
+        role: _headers(p.container(f"clientea-{role}")).get("customFrameOptionsValue")
+        for role in ("chat-rails", "hub-frontend", "flow-n8n", "agent-gateway")
+    }
+    assert chosen == {
+        "chat-rails": None,
+        "hub-frontend": "SAMEORIGIN",
+        "flow-n8n": "SAMEORIGIN",
+        "agent-gateway": "SAMEORIGIN",
+    }

@@ -79,6 +79,21 @@ def test_a_no_op_second_run_changes_nothing(name: str, cfg: dict[str, Any]) -> N
     assert harness.second_run(first, _plan(name, cfg)) == []
 
 
+SUITES = [(n, c) for n, c in VARIANTS if n.endswith("-suite")]  # the variants that run Traefik
+
+
+@pytest.mark.parametrize(("name", "cfg"), SUITES, ids=[n for n, _ in SUITES])
+def test_a_no_op_second_run_changes_nothing_on_an_engine_that_reverses_bindings(
+    name: str, cfg: dict[str, Any]
+) -> None:
+    """Debian 12's docker.io 20.10.24 lists one port's bindings in reverse (tools/provider_model.py
+    HostFacts.port_order, measured by tests/test_preflight.py). Before #13's fix Traefik published 8000 and
+    8443 on both families and was replaced by every `pulumi up` there."""
+    first = _plan(name, cfg, port_order="reversed")
+    assert first.container("edge-traefik")
+    assert harness.second_run(first, _plan(name, cfg)) == []
+
+
 def _bumped(tag: str) -> str:
     """The next patch-level tag (the last number + 1): 8.6.7-alpine -> 8.6.8-alpine, v16.32.3 -> v16.32.4."""
     match = list(re.finditer(r"\d+", tag))[-1]

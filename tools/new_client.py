@@ -330,6 +330,15 @@ def next_steps(stack: str, path: Path, cfg: SuiteConfig, required: list[str], op
             + "; --set hub.language=<code> chooses another.",
             "",
         ]
+    if cfg.enabled("chat") and cfg.chat.smtp.address is None:
+        lines += [
+            "Chat has no mail server (chat.smtp.address): Chatwoot cannot invite agents or reset passwords, "
+            "and its mail jobs fail and retry. Until one is set, the super admin creates each agent with a "
+            "password in the Super Admin console (https://" + cfg.hostname("chat") + "/super_admin, Users), "
+            "then adds them to the account there. Set it with --set chat.smtp.address=<host> "
+            "--set chat.smtp.sender=<from> (see docs/chat.md; port 465 uses implicit TLS).",
+            "",
+        ]
     lines += [
         "Next, from the project directory, with PULUMI_CONFIG_PASSPHRASE_FILE set (it encrypts this "
         "client's secrets):",

@@ -12,7 +12,8 @@ Three host settings change the read-back, and with it every later run:
   merges them into each container's log config (moby daemon/logs.go mergeAndVerifyLogConfig), the provider
   reads them back (log_opts is ForceNew), and every container is replaced on every `pulumi up`;
 - an engine that lists a port's IPv4 and IPv6 bindings in reverse (Debian 12's docker.io 20.10, measured
-  by tests/test_provider_model_real.py): Traefik is replaced on every `pulumi up`.
+  by tests/test_preflight.py): a container publishing one port on both families is replaced on every
+  `pulumi up`. The shipped stacks publish none since #13 (Traefik has a container port per family).
 
 Facts come from `docker info` on the stack's host (through `docker -H <host.docker>`, so over SSH for an
 ssh:// host) and its /etc/docker/daemon.json (read over SSH with the pinned host key for an ssh:// host).
@@ -103,9 +104,9 @@ def check(needs: Needs, info: dict[str, Any], daemon_json: str | None) -> list[s
     if needs.dual_bindings and major is not None and major < 27:
         problems.append(
             f"Docker Engine {info.get('ServerVersion')} lists a port's IPv4 and IPv6 bindings in reverse, so "
-            f"the provider replaces {', '.join(needs.dual_bindings)} on every `pulumi up`; fix: install "
-            f"docker-ce from Docker's repository ({GUIDE}), or pulumi config set --path "
-            f"'versatilehub:traefik.ipv6' false"
+            f"the provider replaces {', '.join(needs.dual_bindings)} on every `pulumi up`; fix: publish each "
+            f"address family on its own container port (as components/edge/component.py public_ports does), "
+            f"or install docker-ce from Docker's repository ({GUIDE})"
         )
     return problems
 

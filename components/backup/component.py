@@ -87,7 +87,7 @@ def _entry(source: BackupSource) -> dict[str, Any]:
             "container": source.container,
             "database": source.database,
             "user": source.user,
-            "password_env": source.password_env,
+            "password_file": source.password_file,
         }
     if isinstance(source, FileSet):
         return {

@@ -44,6 +44,8 @@ LIMITS: dict[str, Limit] = {
     "hub-frontend": Limit(192, 0.15),  # nginx; request bodies and large responses buffer on disk
     "hub-websocket": Limit(160, 0.1),
     "hub-queue-short": Limit(320, 0.2),
+    # No upstream figure: frappe_docker's compose files limit no worker's memory (docs/hub.md). 320 MB as
+    # the short queue's is this suite's guess until a real deployment measures the long queue's jobs.
     "hub-queue-long": Limit(320, 0.2),
     "hub-scheduler": Limit(160, 0.055),
     "hub-mariadb": Limit(640, 0.5),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_docker as docker
 
+from components.core.secrets import SecretFile
 from tools.provider_model import cpus_read_back, duration_read_back
 
 if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
@@ -106,7 +107,8 @@ class Images:
 
 
 def _env_list(envs: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
-    """KEY=VALUE strings, sorted for a stable diff. Secret values keep the whole list secret."""
+    """KEY=VALUE strings, sorted for a stable diff. Never a secret here: secrets come as `secret_files`
+    (components/core/secrets.py), so a preview shows each plain value that changes."""
     keys = sorted(envs)
     return pulumi.Output.all(*[envs[k] for k in keys]).apply(
         lambda values: [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
@@ -128,6 +130,8 @@ def container(
     entrypoint: Sequence[str] | None = None,
     envs: Mapping[str, pulumi.Input[str]] | None = None,
     mounts: Sequence[docker.ContainerMountArgs] = (),
+    # Secret files it reads (read-only at /run/secrets/<name>), each with its fingerprint label.
+    secret_files: Sequence[SecretFile] = (),
     labels: Mapping[str, pulumi.Input[str]] | None = None,
     ports: Sequence[docker.ContainerPortArgs] = (),
     # Files copied in before the first start. Docker refuses that on a read-only root filesystem, so a
@@ -170,6 +174,9 @@ def container(
     if no_healthcheck_reason:
         all_labels[f"{LABEL_PREFIX}.no-healthcheck-reason"] = no_healthcheck_reason
     all_labels.update(labels or {})
+    for f in secret_files:
+        all_labels[f.label] = f.fingerprint  # a rotation replaces exactly this secret's consumers
+    all_mounts = [*mounts, *(f.mount() for f in secret_files)]
     read_only = writable_reason is None
     return docker.Container(
         key,
@@ -207,13 +214,13 @@ def container(
             docker.ContainerNetworksAdvancedArgs(name=n.network, aliases=list(n.aliases) or None)
             for n in networks
         ],
-        mounts=list(mounts) or None,
+        mounts=all_mounts or None,
         ports=list(ports) or None,
         uploads=list(uploads) or None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(all_labels.items())],
         opts=pulumi.ResourceOptions(
             parent=parent,
-            depends_on=list(depends_on),
+            depends_on=[*depends_on, *(f.ready for f in secret_files)],
             delete_before_replace=True,  # fixed names and ports: the old one must go first
             # The provider's Update applies only restart, memory, CPU shares/set and device limits
             # (resource_docker_container_funcs.go, resourceDockerContainerUpdate): a healthcheck or

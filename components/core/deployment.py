@@ -6,7 +6,7 @@ never builds those by hand, so hardening, naming, routing and data layout stay t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,6 +15,7 @@ import pulumi_docker as docker
 
 from components.core import container as containers
 from components.core import routing
+from components.core import secrets as secret_files
 from components.core.container import Attach, Images
 from components.core.host import Host
 from components.core.storage import DataDir, DataLocation, ServiceData
@@ -42,8 +43,8 @@ class DatabaseDump:
     container: str  # container name, e.g. clientea-chat-postgres
     database: str
     user: str
-    # Environment variable *inside* that container holding the password (never passed on a command line).
-    password_env: str | None = None
+    # The file *inside* that container holding the password (its secret file; never on a command line).
+    password_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Deployment:
     web_network: pulumi.Output[str] | None
     web_subnet: pulumi.Output[str] | None
     shared_network: pulumi.Output[str]
+    # The per-stack key of the secret files' fingerprint labels (components/core/secrets.py).
+    fingerprint_key: pulumi.Input[str]
     data: list[ServiceData] = field(default_factory=list)
     # What a backup run must capture, registered by each service; consumed by the backup component.
     backup_sources: list[BackupSource] = field(default_factory=list)
@@ -118,6 +121,40 @@ class Deployment:
             labels=[docker.NetworkLabelArgs(label="io.versatilehub.client", value=self.config.client)],
             opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
         )
+
+    # -- secrets ------------------------------------------------------------------------------
+    def secret_file(
+        self, parent: pulumi.Resource, service: str, name: str, value: pulumi.Input[str], owner: str
+    ) -> secret_files.SecretFile:
+        """`value` as /run/secrets/<name> for a container of `service` running as `owner` (uid:gid)."""
+        return secret_files.write(
+            self.config,
+            self.host,
+            parent=parent,
+            service=service,
+            name=name,
+            value=value,
+            owner=owner,
+            key=self.fingerprint_key,
+            helper_image=self.images.reference("restic"),
+        )
+
+    def env_file(
+        self,
+        *,
+        parent: pulumi.Resource,
+        service: str,
+        name: str,
+        values: Mapping[str, pulumi.Input[str]],
+        owner: str,
+    ) -> secret_files.SecretFile:
+        """An env file of `values` for an app that reads secrets only from its environment: mount it and
+        run the app under secrets.ENV_FILE_WRAPPER."""
+        keys = sorted(values)
+        text = pulumi.Output.all(*[values[k] for k in keys]).apply(
+            lambda vals: secret_files.env_file_text(dict(zip(keys, map(str, vals), strict=True)))
+        )
+        return self.secret_file(parent, service, name, text, owner)
 
     # -- exposure -----------------------------------------------------------------------------
     def expose(

@@ -23,6 +23,7 @@ import pulumi_docker as docker
 from pydantic import Field, field_validator, model_validator
 
 from components.core.model import Model, secret
+from components.core.scripts import STEPLOG
 
 if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
     from components.config import SuiteConfig
@@ -107,6 +108,15 @@ PREAMBLE = "set -euo pipefail\n"
 READ_SECRETS_FROM_STDIN = 'set -a; eval "$(cat)"; set +a\n'
 
 
+def private_log_body(name: str, script: str, secret_names: Sequence[str]) -> str:
+    """`script` with its output sent to the host's private step log (core/scripts/steplog.sh), for a step
+    that receives secrets and streams nothing: a failure names the step, its status and the log, and
+    neither the output nor a secret it may echo reaches Pulumi's error, state or terminal."""
+    step = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    names = " ".join(shlex.quote(n) for n in sorted(secret_names))
+    return f"{STEPLOG}steplog_begin {shlex.quote(step)} {names}\n{script}"
+
+
 def known_hosts_file(config: SuiteConfig) -> Path:
     """A known_hosts file holding exactly the pinned key, for the docker CLI's ssh helper."""
     state = Path(os.environ.get("VERSATILEHUB_STATE_DIR", REPO_ROOT / ".versatilehub"))
@@ -173,8 +183,11 @@ class Host:
         # Secrets are passed but never printed: no streaming of output while the step runs.
         if not secret_env:
             logging = command.local.Logging.STDOUT_AND_STDERR
+        elif progress:
+            logging = command.local.Logging.STDERR
         else:
-            logging = command.local.Logging.STDERR if progress else command.local.Logging.NONE
+            logging = command.local.Logging.NONE
+            script = private_log_body(name, script, list(secret_env))
         if not self.config.host.is_ssh:
             return command.local.Command(
                 name,

@@ -40,9 +40,17 @@ def postgres(
     network: pulumi.Input[str],
     depends_on: Sequence[pulumi.Resource] = (),
 ) -> docker.Container:
-    """`<client>-<service>-postgres`: one database `database` owned by the role of the same name."""
+    """`<client>-<service>-postgres`: one database `database` owned by the role of the same name.
+
+    The password is a secret file read through POSTGRES_PASSWORD_FILE: the image's entrypoint reads it on
+    every start, as the container's user, with `$(< file)` (docker-library/postgres docker-entrypoint.sh,
+    file_env, 16/alpine3.23 and 16/bookworm at 6edb0a8), so the file is owned by `user` (70 on Alpine, 999
+    on Debian images such as pgvector's)."""
     name = f"{d.config.client}-{service}-postgres"
-    d.backup_sources.append(DatabaseDump(service, "postgres", name, database, database, "POSTGRES_PASSWORD"))
+    password_file = d.secret_file(
+        parent=parent, service=service, name="postgres-password", value=password, owner=user
+    )
+    d.backup_sources.append(DatabaseDump(service, "postgres", name, database, database, password_file.path))
     return d.container(
         parent=parent,
         service=service,
@@ -52,10 +60,11 @@ def postgres(
         envs={
             "POSTGRES_USER": database,
             "POSTGRES_DB": database,
-            "POSTGRES_PASSWORD": password,
+            "POSTGRES_PASSWORD_FILE": password_file.path,
             "PGDATA": PGDATA,
         },
         mounts=[data.mount(data_dir, PGDATA)],
+        secret_files=[password_file],
         tmpfs=TMPFS,
         networks=[Attach(network, aliases=(ALIAS,))],
         healthcheck=Healthcheck(

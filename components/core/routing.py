@@ -1,6 +1,6 @@
 """The one way to write Traefik labels.
 
-Every routed container gets the same shape: a router on the `websecure` entrypoint with TLS from the
+Every routed container gets the same shape: a router on the `websecure` entrypoints with TLS from the
 stack's cert resolver, a Host rule, the service port, the security-headers middleware and the network
 Traefik must use to reach it. The headers middleware is defined on each routed container under a
 router-scoped name, so routing works the same whether this stack runs Traefik or joins an existing edge.
@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-ENTRYPOINT = "websecure"
+# The HTTPS entrypoints, one per address family: Traefik (components/edge) takes IPv4 on `websecure` and
+# IPv6 on `websecure6`, on container ports of their own, so each published port has one binding (#13).
+ENTRYPOINTS = ("websecure", "websecure6")
+ENTRYPOINT = ",".join(ENTRYPOINTS)
+# What Traefik adds for the ACME HTTP-01 challenge on its challenge entrypoint (traefik v3.6.24
+# pkg/provider/traefik/internal.go acme(): rule, service acme-http@internal, priority math.MaxInt).
+ACME_CHALLENGE_RULE = "PathPrefix(`/.well-known/acme-challenge/`)"
+ACME_CHALLENGE_SERVICE = "acme-http@internal"
+MAX_PRIORITY = str(2**63 - 1)
 
 # HSTS for a year and the usual browser protections, on every public router. HSTS is plain max-age by
 # default: includeSubDomains would force HTTPS on every other subdomain the client has (the portal sits at
@@ -129,3 +137,20 @@ def internal_service_labels(
     del labels[f"traefik.http.services.{r}.loadbalancer.server.port"]
     labels[f"traefik.http.routers.{r}.service"] = service
     return labels
+
+
+def acme_challenge_labels(router: str, *, entrypoint: str, network: str) -> dict[str, str]:
+    """Traefik's own ACME HTTP-01 answer on one more plain-HTTP entrypoint: Traefik serves the challenge
+    only on the resolver's `httpchallenge.entrypoint` (internal.go acme()), and Let's Encrypt may ask over
+    IPv6 first, which arrives on `web6`. Above that entrypoint's redirection router (priority
+    math.MaxInt - 1, pkg/config/static/entrypoints.go RedirectEntryPoint.SetDefaults), as Traefik's own
+    challenge router is. Read at traefik v3.6.24 (the pinned v3.6.25's nearest tag in the mirror)."""
+    r = _router_id(router)
+    return {
+        "traefik.enable": "true",
+        "traefik.docker.network": network,
+        f"traefik.http.routers.{r}.rule": ACME_CHALLENGE_RULE,
+        f"traefik.http.routers.{r}.entrypoints": entrypoint,
+        f"traefik.http.routers.{r}.service": ACME_CHALLENGE_SERVICE,
+        f"traefik.http.routers.{r}.priority": MAX_PRIORITY,
+    }

@@ -15,5 +15,8 @@ def script(module: str, name: str) -> str:
     return resources.files(package).joinpath("scripts").joinpath(name).read_text(encoding="utf-8")
 
 
-# Secret-free progress lines for long host steps (scripts/progress.sh), prepended to the steps that use them.
-PROGRESS = script(__name__, "progress.sh")
+# A secret-bearing step's output into a private log on the host, one line on failure (scripts/steplog.sh).
+STEPLOG = script(__name__, "steplog.sh")
+# Secret-free progress lines for long host steps (scripts/progress.sh, with the log helpers it uses),
+# prepended to the steps that use them.
+PROGRESS = STEPLOG + script(__name__, "progress.sh")

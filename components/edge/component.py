@@ -2,8 +2,8 @@
 
 Traefik never sees the Docker socket: it reads container labels through the socket proxy (GET only,
 containers only), on an internal network that only the two of them share. Only Traefik publishes host
-ports, and only 80 and 443. Traefik runs unprivileged: it listens on 8000/8443 inside the container and
-Docker maps 80/443 to them.
+ports, and only 80 and 443. Traefik runs unprivileged: it listens on 8000/8443 (IPv4) and 8001/8444
+(IPv6) inside the container and Docker maps 80/443 of each address family to them.
 """
 
 from __future__ import annotations
@@ -32,19 +32,54 @@ PING_ARGS = ("--ping=true", "--ping.entrypoint=ping", "--entrypoints.ping.addres
 UPLOAD_READ_TIMEOUT = "600s"
 
 
+# One container port per public port and address family (`6`: IPv6). The provider reads a port's bindings
+# back in the engine's order, and Debian 12's docker.io 20.10.24 lists two bindings of one port in the
+# reverse of the order given (tests/test_preflight.py measures it): a port published on 0.0.0.0 and [::]
+# read back differently on every engine order and replaced Traefik on every `pulumi up` (#13). With one
+# binding per container port, order cannot matter. Traefik has an entrypoint per container port.
+ENTRYPOINT_PORTS = {"web": 8000, "web6": 8001, "websecure": 8443, "websecure6": 8444}
+PUBLIC_PORTS = {"web": 80, "websecure": 443}
+
+
 def public_ports(*, ipv6: bool) -> list[docker.ContainerPortArgs]:
-    """80 and 443 on IPv4 and, unless the stack turns it off, IPv6.
+    """80 and 443 on IPv4 and, unless the stack turns it off, IPv6, in container-port order (the order
+    the provider reads them back: structures.go flattenContainerPorts sorts by port).
 
     The provider sends `ip` as the binding's HostIp and defaults it to 0.0.0.0 (terraform-provider-docker
     resource_docker_container.go, `ports.ip` Default "0.0.0.0"), which Docker binds on IPv4 alone; [::]
     needs a binding of its own.
     """
-    families = ["0.0.0.0", "::"] if ipv6 else ["0.0.0.0"]
+    ports = [
+        (ENTRYPOINT_PORTS[f"{entrypoint}{family}"], external, "::" if family else "0.0.0.0")
+        for entrypoint, external in PUBLIC_PORTS.items()
+        for family in ("", "6")
+        if ipv6 or not family
+    ]
     return [
         docker.ContainerPortArgs(internal=internal, external=external, ip=ip)
-        for internal, external in ((8000, 80), (8443, 443))
-        for ip in families
+        for internal, external, ip in sorted(ports)
     ]
+
+
+def entrypoint_args(resolver: str) -> list[str]:
+    """Both families' entrypoints, always (an unpublished one only listens inside the container), so the
+    routers' `websecure,websecure6` is valid whether or not the stack publishes IPv6."""
+    args = []
+    for family in ("", "6"):
+        web, websecure = f"web{family}", f"websecure{family}"
+        args += [
+            f"--entrypoints.{web}.address=:{ENTRYPOINT_PORTS[web]}",
+            # Redirect to the public port 443, not the container's 8443.
+            f"--entrypoints.{web}.http.redirections.entrypoint.to=:443",
+            f"--entrypoints.{web}.http.redirections.entrypoint.scheme=https",
+            f"--entrypoints.{web}.http.redirections.entrypoint.permanent=true",
+            f"--entrypoints.{websecure}.address=:{ENTRYPOINT_PORTS[websecure]}",
+            # Traefik v3 cuts a request whose body takes longer than readTimeout (default 60 s) to arrive:
+            # a 50 MB upload to ERPNext, Chatwoot or n8n needs about 400 s at 1 Mbit/s.
+            f"--entrypoints.{websecure}.transport.respondingTimeouts.readTimeout={UPLOAD_READ_TIMEOUT}",
+            f"--entrypoints.{websecure}.http.tls.certresolver={resolver}",
+        ]
+    return args
 
 
 class Networks(pulumi.ComponentResource):
@@ -147,16 +182,7 @@ class Edge(pulumi.ComponentResource):
             "--accesslog=true",
             "--accesslog.format=json",
             *PING_ARGS,
-            "--entrypoints.web.address=:8000",
-            # Redirect to the public port 443, not the container's 8443.
-            "--entrypoints.web.http.redirections.entrypoint.to=:443",
-            "--entrypoints.web.http.redirections.entrypoint.scheme=https",
-            "--entrypoints.web.http.redirections.entrypoint.permanent=true",
-            "--entrypoints.websecure.address=:8443",
-            # Traefik v3 cuts a request whose body takes longer than readTimeout (default 60 s) to arrive:
-            # a 50 MB upload to ERPNext, Chatwoot or n8n needs about 400 s at 1 Mbit/s.
-            f"--entrypoints.websecure.transport.respondingTimeouts.readTimeout={UPLOAD_READ_TIMEOUT}",
-            f"--entrypoints.websecure.http.tls.certresolver={resolver}",
+            *entrypoint_args(resolver),
             "--providers.docker=true",
             f"--providers.docker.endpoint=tcp://{SOCKET_PROXY_ALIAS}:2375",
             "--providers.docker.exposedByDefault=false",
@@ -172,6 +198,12 @@ class Edge(pulumi.ComponentResource):
             args.append(f"--certificatesresolvers.{resolver}.acme.caserver={LETS_ENCRYPT_STAGING}")
 
         labels: dict[str, pulumi.Input[str]] = {}
+        if traefik_cfg.challenge == "http" and traefik_cfg.ipv6:
+            labels.update(
+                routing.acme_challenge_labels(
+                    f"{cfg.client}-acme-v6", entrypoint="web6", network=cfg.web_network.name
+                )
+            )
         self.dashboard_url = None
         self.dashboard_password = None
         if traefik_cfg.dashboard:
@@ -184,7 +216,7 @@ class Edge(pulumi.ComponentResource):
             )
             auth = f"{cfg.client}-dashboard-auth"
             dashboard_host = f"traefik.{cfg.domain}"
-            labels = dict(
+            labels.update(
                 routing.internal_service_labels(
                     f"{cfg.client}-dashboard",
                     hostname=dashboard_host,

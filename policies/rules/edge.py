@@ -262,6 +262,15 @@ def traefik_dashboard_protected(stack: Stack, _: Settings) -> Iterator[Finding]:
 _NAMED_HOST = re.compile(r"\bHost(SNI)?\(")
 
 
+def _acme_challenge(proto: str, attrs: dict[str, Any]) -> bool:
+    """A router that only hands the ACME challenge path to Traefik's acme-http@internal."""
+    return (
+        proto == "http"
+        and str(attrs.get("service", "")).lower() == "acme-http@internal"
+        and attrs.get("rule") == "PathPrefix(`/.well-known/acme-challenge/`)"
+    )
+
+
 def _port_of(address: str) -> int | None:
     m = re.search(r":(\d+)(/\w+)?$", address)
     return int(m[1]) if m else None
@@ -278,7 +287,11 @@ def _port_of(address: str) -> int | None:
     level="mandatory",
     remediation="Write labels only with components/core/routing.py (router on websecure, "
     "tls.certresolver set); keep the web entrypoint's redirection to https.",
-    config={"tlsEntrypoints": list_of(["websecure"], "The entrypoints routers may use.")},
+    config={
+        "tlsEntrypoints": list_of(
+            ["websecure", "websecure6"], "The entrypoints routers may use (IPv4, IPv6)."
+        )
+    },
 )
 def routers_tls_only(stack: Stack, s: Settings) -> Iterator[Finding]:
     cs = containers(stack)
@@ -294,6 +307,8 @@ def routers_tls_only(stack: Stack, s: Settings) -> Iterator[Finding]:
                 c.resource,
             )
         for (proto, name), attrs in sorted(found.items()):
+            if _acme_challenge(proto, attrs):
+                continue  # Traefik's own HTTP-01 answer: that one path, on a plain-HTTP entrypoint
             if proto == "udp":
                 yield Finding(f"UDP router {name} cannot use TLS", c.resource)
                 continue

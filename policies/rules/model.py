@@ -388,18 +388,41 @@ def environment_of(resource: Resource) -> dict[str, str]:
     return env
 
 
+# The variables of a secret-file step (components/core/secrets.py, scripts/secret_file.sh).
+SECRET_FILE_NAME, SECRET_FILE_VALUE = "VH_FILE_NAME", "VH_SECRET_VALUE"
+
+
+def secret_file(resource: Resource) -> tuple[str, dict[str, str]] | None:
+    """A step writing a secret file: its name and the credentials in it (an env file's KEY='value' lines
+    each, any other file as one value named after the file), as the containers mounting it read them."""
+    if resource.type not in (LOCAL_COMMAND, REMOTE_COMMAND):
+        return None
+    env = environment_of(resource)
+    name, value = env.get(SECRET_FILE_NAME), env.get(SECRET_FILE_VALUE)
+    if name is None or value is None:
+        return None
+    if name.endswith(".env"):
+        return name, _assignments(value)
+    return name, {f"{name} (secret file)": value}
+
+
 def credentials(resource: Resource) -> Iterator[Credential]:
-    """Every secret a resource hands to a process: secret-named variables and passwords inside URLs."""
+    """Every secret a resource hands to a process: secret-named variables, passwords inside URLs, and
+    the contents of the secret files it writes."""
     if resource.type not in (CONTAINER, LOCAL_COMMAND, REMOTE_COMMAND):
         return
     env = environment_of(resource)
+    written = secret_file(resource)
+    if written is not None:  # what the file holds, in place of the step's own variable
+        env.pop(SECRET_FILE_VALUE)
+        env.update(written[1])
     users = {
         v
         for k, v in env.items()
         if k.upper().endswith(("_USER", "_USERNAME")) or k.upper() in {"USER", "USERNAME"}
     }
     for key, value in sorted(env.items()):
-        if is_secret_name(key):
+        if is_secret_name(key) or key.endswith(" (secret file)"):
             user = next((u for u in users if u and u == value), None)
             yield Credential(resource, key, value, user)
         m = _URL_PASSWORD.match(value)

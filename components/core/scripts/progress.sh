@@ -43,38 +43,22 @@ progress_stop() {
   fi
 }
 
-# progress_run WHAT COMMAND...: COMMAND with its output kept in a file, the progress lines meanwhile; on
-# success the output goes to stdout, on failure its last 40 lines to stderr after "WHAT failed (exit status
-# N); its last lines:", in both cases with the value of every variable named in $VH_SECRET_NAMES masked.
-# The status is COMMAND's.
-# shellcheck disable=SC2317  # a helper: a step calls those it needs
-progress_mask() {
-  local line name value
-  while IFS= read -r line || [ -n "$line" ]; do
-    for name in ${VH_SECRET_NAMES:-}; do
-      value=${!name:-}
-      if [ -n "$value" ]; then
-        line=${line//"$value"/[secret]}
-      fi
-    done
-    printf '%s\n' "$line"
-  done
-}
-
+# progress_run WHAT COMMAND...: COMMAND with its output in a private log on the host (core/scripts/
+# steplog.sh: 0600 under /var/log/versatilehub as root, else ~/.local/state/versatilehub), the value of
+# every variable named in $VH_SECRET_NAMES masked there, the progress lines meanwhile. On failure one line
+# to stderr: "WHAT failed (exit status N); its output: LOG on HOST (mode 0600)", so nothing the command
+# prints reaches Pulumi. The status is COMMAND's. Needs steplog.sh (components/core/scripts.py PROGRESS).
 # shellcheck disable=SC2317  # a helper: a step calls those it needs
 progress_run() {
   local what=$1 status=0 log
   shift
-  log=$(mktemp)
+  log=$(steplog_open "$what")
   progress_start "$what"
-  "$@" >"$log" 2>&1 || status=$?
+  # shellcheck disable=SC2086  # VH_SECRET_NAMES: variable names, one word each
+  if "$@" 2>&1 | steplog_mask ${VH_SECRET_NAMES:-} >"$log"; then status=0; else status=${PIPESTATUS[0]}; fi
   progress_stop "$status"
-  if [ "$status" -eq 0 ]; then
-    progress_mask <"$log"
-  else
-    echo "$what failed (exit status $status); its last lines:" >&2
-    tail -n 40 "$log" | progress_mask >&2
+  if [ "$status" -ne 0 ]; then
+    echo "$what failed (exit status $status); its output: $log on $(hostname) (mode 0600)" >&2
   fi
-  rm -f "$log"
   return "$status"
 }

@@ -15,8 +15,10 @@ local disk at ``/app/storage``). Backups take a ``pg_dump`` of the database and 
 No browser step. Before Rails or Sidekiq start, two one-off containers of the pinned image run on the Chat
 network: ``db:chatwoot_prepare`` (schema and seeds on an empty database, migrations otherwise; again after
 every version change, after the pre-update snapshot), then a ``rails runner`` that creates the first super
-admin and account (what the onboarding page does) unless that login exists, optionally the website inbox,
-and closes the onboarding page, so no visitor can claim the installation. Sign-up stays closed.
+admin and account (what the onboarding page does) unless that login exists, optionally the website inbox
+(once per site: an inbox the admin deleted stays deleted), closes the onboarding page, so no visitor can
+claim the installation, and keeps sign-up closed in Chatwoot's installation setting (ENABLE_ACCOUNT_SIGNUP's
+seeded row, which Chatwoot reads before the environment).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from components.core import postgres as databases
 from components.core.container import LABEL_PREFIX, Attach, Healthcheck
 from components.core.deployment import Deployment, FileSet
 from components.core.model import secret
+from components.core.probe import Check
 from components.core.scripts import PROGRESS, script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
@@ -68,12 +71,17 @@ APP_TMPFS = {
 # Runs in a one-off container with the app's environment (a Rails boot: the database and Redis must be up).
 # The password arrives in the environment only. Idempotent: an existing login is left as it is.
 BOOTSTRAP = script(__name__, "bootstrap.rb")
+# The post-deploy checks (components/core/probe.py), through the public route: /api's own report of Postgres
+# and Redis, and (with a website inbox) the widget page free of X-Frame-Options.
+PROBE_API = script(__name__, "probe-api.sh")
+PROBE_WIDGET = script(__name__, "probe-widget.sh")
 
 
 class Chat(pulumi.ComponentResource):
     """Chatwoot, its workers, database and Redis for one client."""
 
     outputs: dict[str, Any]
+    checks: list[Check]
 
     def __init__(self, name: str, d: Deployment, opts: pulumi.ResourceOptions | None = None):
         super().__init__("versatilehub:chat:Chat", name, None, opts)
@@ -214,9 +222,14 @@ class Chat(pulumi.ComponentResource):
                 "SMTP_ADDRESS": smtp.address,
                 "SMTP_PORT": str(smtp.port),
                 "SMTP_DOMAIN": cfg.domain,
-                "SMTP_ENABLE_STARTTLS_AUTO": "true",
                 "SMTP_OPENSSL_VERIFY_MODE": "peer",
             }
+            # production.rb sets the mail gem's `tls` only when SMTP_TLS is present: TLS from the first byte
+            # (465), STARTTLS off; otherwise STARTTLS, which the server must offer.
+            if smtp.implicit_tls:
+                app_env |= {"SMTP_TLS": "true", "SMTP_ENABLE_STARTTLS_AUTO": "false"}
+            else:
+                app_env["SMTP_ENABLE_STARTTLS_AUTO"] = "true"
             if smtp.username is not None and smtp.password is not None:
                 app_env |= {"SMTP_USERNAME": smtp.username, "SMTP_AUTHENTICATION": smtp.authentication}
                 app_secrets["SMTP_PASSWORD"] = secret(smtp.password)
@@ -308,6 +321,17 @@ class Chat(pulumi.ComponentResource):
             depends_on=[bootstrap, *data.ready, *upgrade],
             **app,
         )
+
+        self.checks = [Check("chat-api", PROBE_API)]
+        if chat.website_inbox:
+            self.checks.append(
+                Check(
+                    "chat-widget",
+                    PROBE_WIDGET,
+                    env={"VH_CHAT_ADMIN_EMAIL": admin_email, "VH_CHAT_WEBSITE": chat.website_inbox},
+                    secret_env={"VH_CHAT_ADMIN_PASSWORD": admin_password.result},
+                )
+            )
 
         self.outputs = {
             "url": url,

@@ -14,6 +14,9 @@ from pydantic import (
 
 from components.core.model import HOSTNAME_RE, Credential, Email, Hostname, Model, printable
 
+# The enabled entries of the pinned Chatwoot's (v4.18.0) config/initializers/languages.rb, the table behind
+# Account#locale and I18n.available_locales: indices 0-43 less the disabled hi (5) and zh (11). One version's
+# list, not a union: re-read it with each new chatwoot pin (docs/chat.md says how it was checked).
 CHATWOOT_LOCALES = frozenset(
     {
         "en",
@@ -83,14 +86,23 @@ def _website(value: str) -> str:
     raise ValueError("is not an https:// address such as https://www.cliente.com")
 
 
+# How the connection is encrypted: STARTTLS after a plain greeting (submission, 587; also 25), or TLS from the
+# first byte (SMTPS, 465). Chatwoot's config/environments/production.rb (v4.18.0) passes SMTP_TLS/SMTP_SSL as
+# the mail gem's `tls`/`ssl` only when set, and SMTP_ENABLE_STARTTLS_AUTO (default true) as
+# `enable_starttls_auto`: implicit TLS is SMTP_TLS=true with STARTTLS off.
+SMTP_IMPLICIT_TLS_PORT = 465
+
+
 class ChatSmtpConfig(Model):
-    """Chatwoot's outgoing mail (notifications, invitations, password resets), over STARTTLS.
+    """Chatwoot's outgoing mail (notifications, invitations, password resets), over STARTTLS or TLS (465).
 
     Without `address` Chatwoot sends no mail at all; the other keys only make sense with it.
     """
 
     address: Hostname | None = Field(None, json_schema_extra={"example": "smtp.cliente.com"})
     port: int = Field(587, ge=1, le=65535, json_schema_extra={"example": "587"})
+    # Follows the port unless given: implicit on 465, starttls on any other port.
+    tls: Literal["starttls", "implicit"] | None = Field(None, json_schema_extra={"example": "implicit"})
     username: Annotated[str, Field(min_length=1), AfterValidator(printable)] | None = Field(
         None, json_schema_extra={"example": "chat@cliente.com"}
     )
@@ -116,9 +128,20 @@ class ChatSmtpConfig(Model):
             if (self.username is None) != (self.password is None):
                 missing = "password" if self.password is None else "username"
                 problems.append(f"{missing}: SMTP login needs both username and password")
+            # A STARTTLS client on an SMTPS port waits for a greeting that never comes in plain text.
+            # (Implicit TLS on another port is the operator's word: some relays offer it on 2465.)
+            if self.tls == "starttls" and self.port == SMTP_IMPLICIT_TLS_PORT:
+                problems.append(
+                    f"tls: port {SMTP_IMPLICIT_TLS_PORT} speaks TLS from the first byte, not STARTTLS; "
+                    "set tls to implicit (or use port 587 with starttls)"
+                )
         if problems:
             raise ValueError(" | ".join(problems))
         return self
+
+    @property
+    def implicit_tls(self) -> bool:
+        return (self.tls or ("implicit" if self.port == SMTP_IMPLICIT_TLS_PORT else "starttls")) == "implicit"
 
 
 class ChatConfig(Model):

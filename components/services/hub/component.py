@@ -15,7 +15,8 @@ out (mail, exchange rates, integrations):
 - ``hub-mariadb`` (11.8 LTS, utf8mb4), ``hub-redis-cache`` (memory only, LRU) and ``hub-redis-queue``
   (append-only file under ``hub/redis-queue``).
 
-Host steps, through pulumi-command on the Docker host (each idempotent, each triggered on purpose):
+The frontend is built in frontend.py. Host steps (steps.py), through pulumi-command on the Docker host
+(each idempotent, each triggered on purpose):
 
 - ``hub-site``: ``bench new-site`` once the database is healthy and the configurator has succeeded, with the
   database root and Administrator passwords passed through environments only (see NEW_SITE);
@@ -32,7 +33,6 @@ tmpfs over ``config/`` hides the image's copy of it.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -44,23 +44,16 @@ import pulumi_random as random
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import AppBackupCommand, Deployment, FileSet
 from components.core.probe import Check
-from components.core.scripts import PROGRESS, script
+from components.core.scripts import script
 from components.core.storage import DataDir
 from components.core.versions import tag_of
 from components.services.hub.frontend import NGINX_TEMP, Upstreams, frontend
+from components.services.hub.steps import BENCH, BENCH_DIR, PYTHON, SITES, site_steps
 
 SERVICE = "hub"
 FRAPPE_UID = "1000:1000"  # `frappe` (useradd -u 1000) in frappe/erpnext
 MARIADB_UID = "999:999"  # `mysql`, the first system user of the mariadb image's Ubuntu base
 REDIS_UID = "999:1000"  # `redis` in redis:*-alpine (gid 1000: Alpine already has a group 999)
-
-BENCH_DIR = "/home/frappe/frappe-bench"
-SITES = f"{BENCH_DIR}/sites"
-PYTHON = f"{BENCH_DIR}/env/bin/python"
-# `bench <frappe command>` is this, run from sites/ (frappe/bench bench/cli.py frappe_cmd, v5.22.3); the
-# bench CLI itself would stop at is_bench_directory() (bench/utils/__init__.py paths_in_bench includes
-# config/pids, under FRAPPE_TMPFS's empty config/).
-BENCH = ("env", "-C", SITES, PYTHON, "-m", "frappe.utils.bench_helper", "frappe")
 
 BACKEND_PORT = 8000
 SOCKETIO_PORT = 9000
@@ -88,22 +81,6 @@ FRAPPE_CACHE_ENV = {"XDG_CACHE_HOME": "/tmp/.cache", "XDG_CONFIG_HOME": "/tmp/.c
 # frappe_docker's configurator (compose.yaml) as one Python call of the image's interpreter, which also
 # works on an empty bind-mounted sites/ (scripts/configure.py).
 CONFIGURE = script(__name__, "configure.py")
-# Shell functions for the host steps: `frappe_run WHAT COMMAND...` shows Frappe's last lines on failure.
-STEP_HELPERS = script(__name__, "step.sh")
-# What every Hub host step starts with: the progress lines, then the Frappe helpers that use them.
-STEP_PRELUDE = PROGRESS + STEP_HELPERS
-
-# `bench new-site ...` inside the backend. Both passwords reach this process through `docker exec -e` from
-# the step's environment; the command line is built in memory (sys.argv), so neither appears on any
-# process's command line on the host or in the container, and they are removed from the environment
-# before Frappe starts the database clients it runs.
-NEW_SITE = script(__name__, "new_site.py")
-
-# The setup wizard's own server call, with the answers from the stack. Names are resolved in the site
-# (Frappe's Country by ISO code, its Language by code) and the fiscal year is the current one.
-COMPANY = script(__name__, "company.py")
-# `bench migrate` in maintenance mode with the scheduler paused (__BENCH_IN_BACKEND__: the backend's bench).
-MIGRATE = script(__name__, "migrate.sh")
 # The post-deploy checks (components/core/probe.py): each signs in as Administrator through the public route
 # (probe-session.sh), then proves one thing a user needs.
 PROBE_SESSION = script(__name__, "probe-session.sh")
@@ -170,6 +147,7 @@ class Hub(pulumi.ComponentResource):
             parent=self, service=SERVICE, versions=[erpnext_ref, cfg.pin("mariadb")]
         )
 
+        root_file = d.secret_file(self, SERVICE, "mariadb-root", db_root_password.result, MARIADB_UID)
         self.mariadb = d.container(
             parent=self,
             service=SERVICE,
@@ -178,7 +156,7 @@ class Hub(pulumi.ComponentResource):
             user=MARIADB_UID,
             command=list(MARIADB_FLAGS),
             envs={
-                "MARIADB_ROOT_PASSWORD": db_root_password.result,
+                "MARIADB_ROOT_PASSWORD_FILE": root_file.path,
                 # A new image upgrades the system tables of the existing data directory on its first start.
                 "MARIADB_AUTO_UPGRADE": "1",
             },
@@ -188,6 +166,7 @@ class Hub(pulumi.ComponentResource):
                 # ALTER TABLE outgrow any tmpfs that fits in the container's memory.
                 data.mount("mariadb-tmp", "/tmp"),
             ],
+            secret_files=[root_file],
             # The server's socket and pid file; world-writable with the sticky bit, as in the image.
             tmpfs={"/run/mysqld": "rw,noexec,nosuid,nodev,mode=1777,size=8m"},
             networks=on_internal,
@@ -381,84 +360,29 @@ class Hub(pulumi.ComponentResource):
         )
 
         # -- the site, its company, its public URL, its migrations -------------------------------------------
-        bench_in_backend = f"docker exec {shlex.quote(backend)} {shlex.join(BENCH)}"
-        site_env = {"SITE_NAME": site}
-        new_site = d.run(
-            f"{name}-site",
-            STEP_PRELUDE
-            + f"""\
-backend={shlex.quote(backend)}
-if docker exec "$backend" test -f {SITES}/"$SITE_NAME"/site_config.json; then
-  apps=$({bench_in_backend} --site "$SITE_NAME" list-apps 2>/dev/null || true)
-  if grep -qw erpnext <<<"$apps"; then
-    echo "site $SITE_NAME exists with ERPNext installed: left as it is"
-    exit 0
-  fi
-  echo "site $SITE_NAME exists without ERPNext (an earlier creation failed?). Look at it, remove it with" >&2
-  echo "bench drop-site if it holds nothing, then run pulumi up again." >&2
-  exit 1
-fi
-frappe_run "bench new-site $SITE_NAME" \\
-  docker exec -i -e SITE_NAME -e DB_ROOT_PASSWORD -e ADMIN_PASSWORD -w {SITES} "$backend" {PYTHON} - <<'PY'
-{NEW_SITE}PY
-""",
+        self.migrate = site_steps(
+            d,
             parent=self,
-            env=site_env,
-            secret_env={"DB_ROOT_PASSWORD": db_root_password.result, "ADMIN_PASSWORD": admin_password.result},
-            # Minutes of bench new-site: its stderr streams (only progress lines and the masked failure tail).
-            progress=True,
-            # Once per site name. Another name creates that site; the old one stays, data and all.
-            triggers=[site],
-            depends_on=[self.mariadb, configured, self.backend, self.redis_cache, self.redis_queue],
-        )
-
-        company = {
-            "site": site,
-            "company": cfg.company,
-            "abbr": hub.abbreviation(cfg.company),
-            "country": hub.country,
-            "currency": hub.currency,
-            "language": hub.language,
-            "timezone": cfg.timezone,
-            "chart_of_accounts": hub.chart_of_accounts,
-            "fiscal_year_start": hub.fiscal_year_start,
-        }
-        company_setup = d.run(
-            f"{name}-company",
-            STEP_PRELUDE
-            + f"""\
-frappe_run "ERPNext's setup wizard" \\
-  docker exec -i -e HUB_COMPANY -w {SITES} {shlex.quote(backend)} {PYTHON} - <<'PY'
-{COMPANY}PY
-frappe_run enable-scheduler {bench_in_backend} --site "$SITE_NAME" enable-scheduler
-frappe_run "scheduler resume" {bench_in_backend} --site "$SITE_NAME" scheduler resume
-""",
-            parent=self,
-            env={**site_env, "HUB_COMPANY": json.dumps(company, sort_keys=True)},
-            # With the site: the wizard seeds a new site once; later company changes are made in ERPNext.
-            triggers=[site],
-            depends_on=[new_site, self.queue_short, self.queue_long, self.scheduler, self.websocket],
-        )
-
-        d.run(
-            f"{name}-url",
-            f'{bench_in_backend} --site "$SITE_NAME" set-config host_name "$PUBLIC_URL"\n',
-            parent=self,
-            env={**site_env, "PUBLIC_URL": exposure.url},
-            triggers=[site, exposure.url],
-            depends_on=[new_site],
-        )
-
-        self.migrate = d.run(
-            f"{name}-migrate",
-            STEP_PRELUDE + MIGRATE.replace("__BENCH_IN_BACKEND__", bench_in_backend),
-            parent=self,
-            env=site_env,
-            # Exactly once per ERPNext image: a version change replaces this step (and runs it) after the
-            # pre-update backup and the new containers; an unchanged version never runs it again.
-            triggers=[erpnext_ref],
-            depends_on=[
-                company_setup,
+            name=name,
+            site=site,
+            backend=backend,
+            company={
+                "site": site,
+                "company": cfg.company,
+                "abbr": hub.abbreviation(cfg.company),
+                "country": hub.country,
+                "currency": hub.currency,
+                "language": hub.language,
+                "timezone": cfg.timezone,
+                "chart_of_accounts": hub.chart_of_accounts,
+                "fiscal_year_start": hub.fiscal_year_start,
+            },
+            passwords={"DB_ROOT_PASSWORD": db_root_password.result, "ADMIN_PASSWORD": admin_password.result},
+            public_url=exposure.url,
+            erpnext_ref=erpnext_ref,
+            site_after=[self.mariadb, configured, self.backend, self.redis_cache, self.redis_queue],
+            company_after=[self.queue_short, self.queue_long, self.scheduler, self.websocket],
+            migrate_after=[
                 self.backend,
                 self.websocket,
                 self.queue_short,

@@ -18,6 +18,10 @@ from components.core.scripts import script
 
 FRONTEND_PORT = 8080
 # frappe_docker's nginx-entrypoint.sh with the socket.io location's Origin and Host naming this container.
+# Checked against frappe's realtime/ (middlewares/authenticate.js: the Host/Origin check, site from
+# X-Frappe-Site-Name; utils.js get_url: Origin + path unless developer_mode or server_ip is set) in every
+# copy the search index holds; the image's Frappe is v16.31.0 (release commit 6a329d06), whose own copy the
+# index lacks. docs/hub.md "Checked against the images' sources" lists the commits read.
 FRONTEND = script(__name__, "frontend.sh")
 # nginx's temporary files: request bodies over client_body_buffer_size (16K in frappe_docker's template)
 # and proxied responses larger than its buffers go to /var/lib/nginx/{body,proxy} (Debian's nginx is built
