@@ -366,7 +366,14 @@ def planned_networks(plan: Any) -> dict[str, dict[str, Any]]:
 
 def create_network(engine: engines.Engine, inputs: Mapping[str, Any]) -> None:
     labels = {item["label"]: item["value"] for item in inputs.get("labels", [])}
-    body = {"Name": inputs["name"], "Internal": bool(inputs.get("internal")), "Labels": labels}
+    # CheckDuplicate: without it the engine (API 1.41) makes a second network of the same name, and then
+    # refuses every later reference to the name as ambiguous.
+    body = {
+        "Name": inputs["name"],
+        "Internal": bool(inputs.get("internal")),
+        "Labels": labels,
+        "CheckDuplicate": True,
+    }
     status, answer = api(engine, "POST", "/networks/create", body)
     if status not in (201, 409):  # 409: exists already
         raise LabError(f"network {inputs['name']}: {answer}")

@@ -83,6 +83,20 @@ class Lab:
         self.results: list[tuple[str, bool, str]] = []
         self.dns: DnsLogger | None = None
         self.changes: dict[str, Callable[[lab.Translation], None]] = {}
+        self._write_secret_files()
+
+    def _write_secret_files(self) -> None:
+        """What each `<service>-secret-<name>` host step writes (components/core/secrets.py), as it does."""
+        for step in self.plan.of_type("command:local:Command"):
+            env = harness.plain(step.inputs).get("environment", {})
+            if "-secret-" not in step.name or "VH_SECRET_VALUE" not in env:
+                continue
+            path = Path(self.source(env["VH_FILE_DIR"])) / env["VH_FILE_NAME"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(env["VH_SECRET_VALUE"])
+            uid, gid = (int(x) for x in env["VH_FILE_OWNER"].split(":"))
+            os.chown(path, uid, gid)
+            path.chmod(0o400)
 
     # -- applying the plan -------------------------------------------------------------------------------
     def image(self, ref: str) -> str:
@@ -173,7 +187,16 @@ class Lab:
     def diff(self, role: str) -> list[str]:
         """What the container wrote on its root filesystem (outside mounts and tmpfs): must be nothing."""
         status, answer = lab.api(self.engine, "GET", f"/containers/{PREFIX}-{role}/changes")
-        return [str(c["Path"]) for c in answer or []] if status == 200 else [f"changes: {status} {answer}"]
+        if status != 200:
+            return [f"changes: {status} {answer}"]
+        # The engine itself adds each missing mount point (and its parents) to the container's layer.
+        t = self.translation(role)
+        targets = [m["Target"] for m in t.host.get("Mounts", [])] + list(t.host.get("Tmpfs", {}))
+        return [
+            str(c["Path"])
+            for c in answer or []
+            if not any(target == c["Path"] or target.startswith(c["Path"] + "/") for target in targets)
+        ]
 
     def exec(self, role: str, *cmd: str) -> tuple[int, str]:
         done = self.engine.run("exec", f"{PREFIX}-{role}", *cmd)
@@ -188,7 +211,9 @@ class Lab:
         return ok
 
     def gateway(self, network: str) -> str:
-        _, answer = lab.api(self.engine, "GET", f"/networks/{network}")
+        status, answer = lab.api(self.engine, "GET", f"/networks/{network}")
+        if status != 200:
+            raise lab.LabError(f"network {network}: {status} {answer}")
         return str(answer["IPAM"]["Config"][0]["Gateway"])
 
 
@@ -239,8 +264,9 @@ def code_node_runs(lab_: Lab) -> tuple[bool, str]:
 def check_flow(lab_: Lab) -> None:
     network = lab_.translation("flow-n8n").networks[0][0]
     lab.create_network(lab_.engine, lab_.networks[network])
-    lab_.dns = DnsLogger(lab_.gateway(network))
-    lab_.changes["flow-n8n"] = lambda t: t.host.__setitem__("Dns", [lab_.gateway(network)])
+    gateway = lab_.gateway(network)
+    lab_.dns = DnsLogger(gateway)
+    lab_.changes["flow-n8n"] = lambda t: t.host.__setitem__("Dns", [gateway])
     for role in FLOW:
         lab_.up(role)
     status, _, body = lab_.http("flow-n8n", N8N, "GET", "/healthz/readiness")
@@ -400,11 +426,13 @@ def check_bad_cases(lab_: Lab, services: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.lab test", description=__doc__.split("\n\n")[0])
-    parser.add_argument("services", nargs="*", choices=["flow", "agent"], default=[])
+    parser.add_argument("services", nargs="*", help="flow, agent (default: both)")
     parser.add_argument("--keep", action="store_true", help="leave the engine running (prints its socket)")
     parser.add_argument("--no-bad-cases", action="store_true")
     args = parser.parse_args(argv)
     services = args.services or ["flow", "agent"]
+    if set(services) - {"flow", "agent"}:
+        parser.error("services: flow, agent")
     started = time.monotonic()
     engine = engines.Engine().start()
     lab_ = Lab(engine, engine.root / "lab")
@@ -419,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             check_agent(lab_)
         if not args.no_bad_cases:
             check_bad_cases(lab_, services)
-    except (lab.LabError, engines.EngineError, OSError) as error:
+    except (lab.LabError, engines.EngineError, OSError, KeyError, ValueError) as error:
         lab_.record("the lab ran to the end", False, str(error)[-2000:])
     finally:
         if args.keep:
