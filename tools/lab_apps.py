@@ -437,21 +437,25 @@ def _fails_loudly(
 
 def check_bad_cases(lab_: Lab, services: list[str]) -> None:
     if "flow" in services:
-        wrong = _env_change("flow-runner", "N8N_RUNNERS_AUTH_TOKEN", "not-the-token")
-        _fails_loudly(lab_, "flow-runner", wrong, "refused the auth token", "the runner with a wrong token")
+        # The runner's token file missing (the secrets live in files since issue 14).
+        missing = _env_change("flow-runner", "N8N_RUNNERS_AUTH_TOKEN_FILE", "/run/secrets/missing-token")
+        _fails_loudly(lab_, "flow-runner", missing, "missing-token", "the runner's token file missing")
     if "agent" in services:
-        missing = _env_change("agent-gateway", "OPENCLAW_GATEWAY_TOKEN", None)
-        _fails_loudly(
-            lab_, "agent-gateway", missing, "OPENCLAW_GATEWAY_TOKEN", "the gateway without its token"
-        )
+
+        def no_env_file(t: lab.Translation) -> None:
+            t.body["Entrypoint"] = [
+                "/run/secrets/missing.env" if part.startswith("/run/secrets/") else part
+                for part in t.body["Entrypoint"]
+            ]
+
+        _fails_loudly(lab_, "agent-gateway", no_env_file, "missing.env", "the gateway's env file missing")
         # A full /tmp (its rolling log's tmpfs): what the gateway does then, recorded as seen.
         lab_.exec("agent-gateway", "sh", "-c", "cat /dev/zero > /tmp/fill 2>/dev/null; true")
         time.sleep(40)
         status, _, _ = lab_.http("agent-gateway", GATEWAY, "GET", "/readyz")
+        health = lab.health(lab_.engine, f"{PREFIX}-agent-gateway")
         lab_.record(
-            "bad case, a full /tmp: the gateway still answers",
-            status == 200,
-            f"/readyz {status}; health {lab.health(lab_.engine, f'{PREFIX}-agent-gateway')}",
+            "bad case, a full /tmp: the gateway still answers", status == 200, f"/readyz {status}; {health}"
         )
         lab_.exec("agent-gateway", "rm", "-f", "/tmp/fill")
 
