@@ -106,6 +106,24 @@ def test_n8n_environment_behind_traefik(routed: harness.Plan) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", env["N8N_ENCRYPTION_KEY"])
 
 
+def test_n8n_makes_no_call_home_a_client_did_not_ask_for(routed: harness.Plan) -> None:
+    """Each setting defaults to on and to an n8n.io endpoint in n8n 2.41.1 (@n8n/config 2.39.0 configs/
+    templates, version-notifications, dynamic-banners, diagnostics; the mcp-registry default module in
+    @n8n/backend-common 1.41.1); `python -m tools.lab test flow` checks the real n8n resolves no vendor host.
+    """
+    env = env_of(flow_containers(routed)[N8N])
+    off = {
+        "N8N_DIAGNOSTICS_ENABLED": "false",
+        "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+        "N8N_VERSION_NOTIFICATIONS_WHATS_NEW_ENABLED": "false",
+        "N8N_TEMPLATES_ENABLED": "false",
+        "N8N_DYNAMIC_BANNERS_ENABLED": "false",
+        "N8N_COMMUNITY_PACKAGES_ENABLED": "false",  # also gates the vetted community-node list fetch
+        "N8N_DISABLED_MODULES": "mcp-registry",
+    }
+    assert {k: env.get(k) for k in off} == off
+
+
 def test_timezone_follows_the_stack(plan: PlanFn) -> None:
     flow = flow_containers(plan(["flow"], timezone="Europe/Madrid"))
     for name in (N8N, RUNNER):

@@ -250,9 +250,12 @@ class Agent(pulumi.ComponentResource):
                 data.mount("backups", BACKUP_DIR),
             ],
             tmpfs={
-                # Rolling logs go to /tmp/openclaw.
+                # What the gateway writes outside its mounts (2026.9.6 in the lab, tools/lab_apps.py): its
+                # rolling log /tmp/openclaw/openclaw-<date>.log, SQLite state locks in
+                # /tmp/openclaw-state-locks-1000 and /tmp/.openclaw-terminal-staging-1000.
                 "/tmp": "rw,noexec,nosuid,nodev,size=256m",
-                # SQLite's temporary directory (~/.cache/openclaw-1000): without it the gateway cannot start.
+                # ~/.cache/openclaw, made at start: the private staging root of SQLite snapshots
+                # (dist/sqlite-snapshot-staging-*.mjs: $XDG_CACHE_HOME or ~/.cache), used by `backup create`.
                 "/home/node/.cache": "rw,noexec,nosuid,nodev,size=256m,uid=1000,gid=1000,mode=0700",
             },
             networks=networks,

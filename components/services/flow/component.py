@@ -156,6 +156,15 @@ class Flow(pulumi.ComponentResource):
             # A client's usage is not reported to n8n; the version is the stack's to change, not a banner's.
             "N8N_DIAGNOSTICS_ENABLED": "false",
             "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+            # No call home a client did not ask for (@n8n/config 2.39.0, n8n 2.41.1's: each defaults to
+            # true and to an api.n8n.io endpoint): the template gallery, "what's new" and dynamic banners.
+            "N8N_TEMPLATES_ENABLED": "false",
+            "N8N_VERSION_NOTIFICATIONS_WHATS_NEW_ENABLED": "false",
+            "N8N_DYNAMIC_BANNERS_ENABLED": "false",
+            # The MCP server catalogue, fetched from api.n8n.io/api/mcp-servers at start and every 8 h
+            # (n8n 2.41.1 dist/modules/mcp-registry; a default module in @n8n/backend-common 1.41.1, and
+            # only a module list turns it off: a name unknown to the version is refused at start).
+            "N8N_DISABLED_MODULES": "mcp-registry",
             # @n8n/config NodesConfig.communityPackages (N8N_COMMUNITY_PACKAGES_ENABLED, default true).
             "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
             # @n8n/config SecurityConfig (N8N_RESTRICT_FILE_ACCESS_TO; `;`-separated; empty = no limit).
