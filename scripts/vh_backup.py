@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import contextlib
 import errno
 import fcntl
 import fnmatch
@@ -232,8 +233,10 @@ class Restic:
         self.env_file = env_file
         self.env = load_env(env_file)
         self.env["RESTIC_CACHE_DIR"] = manifest.cache
+        self.secrets_dir: str | None = None
         if manifest.runtime == "docker":
             self.env |= PRIORITY
+            self._secrets_as_files()
         self.repository = self.env["RESTIC_REPOSITORY"]
         self.local_repository = self.repository if self.repository.startswith("/") else None
         if self.local_repository:
@@ -241,6 +244,34 @@ class Restic:
         # The hostname restic runs under in its container (docker runtime; "" for a local binary).
         self.lock_host = f"vh-backup-{manifest.client}" if manifest.runtime == "docker" else ""
         self._features: frozenset[str] | None = None
+
+    def _secrets_as_files(self) -> None:
+        """Docker runtime: the password (and S3 keys) reach the restic container as read-only files, never
+        in its environment, which `docker inspect` shows (issue 14). restic reads RESTIC_PASSWORD_FILE with
+        TrimSpace (internal/global/global.go LoadPasswordFromFile, v0.19.1) and an S3 repository's keys from
+        AWS_SHARED_CREDENTIALS_FILE (internal/backend/s3/s3.go: FileAWSCredentials in its credentials
+        chain). B2 keys are read from the environment only (internal/backend/b2/config.go,
+        ApplyEnvironment): they still go by name (`--env NAME`), so `docker inspect` of a running backup
+        container shows them."""
+        directory = os.path.join(self.m.home, "secrets")
+        _safe(directory)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        files = {"RESTIC_PASSWORD_FILE": ("restic-password", self.env.pop("RESTIC_PASSWORD") + "\n")}
+        if "AWS_ACCESS_KEY_ID" in self.env and "AWS_SECRET_ACCESS_KEY" in self.env:
+            ident, key = self.env.pop("AWS_ACCESS_KEY_ID"), self.env.pop("AWS_SECRET_ACCESS_KEY")
+            text = f"[default]\naws_access_key_id = {ident}\naws_secret_access_key = {key}\n"
+            files["AWS_SHARED_CREDENTIALS_FILE"] = ("aws-credentials", text)
+        for variable, (name, text) in files.items():
+            path = os.path.join(directory, name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path + ".new")
+            fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(path + ".new", path)
+            self.env[variable] = path
+        self.secrets_dir = directory
 
     def features(self) -> frozenset[str]:
         """The options of the restic in use that vh-backup relies on when present: `--retry-lock` (a global
@@ -272,6 +303,8 @@ class Restic:
         for name in sorted(self.env):  # the values come from this process's environment, never argv
             argv += ["--env", name]
         volumes = [(self.m.cache, True), *mounts]
+        if self.secrets_dir:
+            volumes.append((self.secrets_dir, False))
         if self.local_repository:
             volumes.append((self.local_repository, True))
         for path, writable in volumes:

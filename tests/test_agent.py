@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -15,9 +16,10 @@ import pytest
 from components import config
 from components.core import catalog
 from components.core.deployment import AppBackupCommand, FileSet
+from components.core.secrets import ENV_FILE_WRAPPER
 from components.services.agent import component as agent_module
 from components.suite import Suite, deploy
-from tests.conftest import BASE_STACK, PlanFn, env_of, labels_of, make_stack, networks_of
+from tests.conftest import BASE_STACK, PlanFn, env_file_of, env_of, labels_of, make_stack, networks_of
 from tools import harness
 
 GATEWAY = "clientea-agent-gateway"
@@ -79,6 +81,7 @@ def test_state_and_auth_key_persist_apart_and_the_config_is_read_only(plan: Plan
         "/home/node/.config/openclaw": (f"{root}/auth-key", False),
         "/etc/openclaw": (f"{root}/config", True),
         "/home/node/backups": (f"{root}/backups", False),
+        "/run/secrets/agent.env": ("/srv/versatilehub/clientea/secrets/agent/agent.env", True),
     }
     script = harness.plain(p.named("agent-data-dirs").inputs["create"])
     for name in ("state", "auth-key", "config", "backups"):
@@ -113,9 +116,21 @@ def test_healthcheck_reads_the_json_body_of_healthz(plan: PlanFn) -> None:
 # -- environment and the program-written config ----------------------------------------------------------
 
 
+def gateway_env(p: harness.Plan) -> dict[str, str]:
+    """What the gateway runs with: its plain envs and, sourced by the wrapper entrypoint, agent.env."""
+    gw = p.container(GATEWAY)
+    return {**env_of(gw), **env_file_of(p, gw, agent_module.ENV_FILE)}
+
+
 def test_environment_names_the_config_and_carries_the_credentials(plan: PlanFn) -> None:
+    """The credentials are in the env file (issue 14); OpenClaw's SecretRef `env` source still finds them
+    in its process environment, which the wrapper fills before it execs the image's command."""
     p = plan(["agent"])
-    env = env_of(p.container(GATEWAY))
+    gw = p.container(GATEWAY)
+    assert harness.plain(gw.inputs["entrypoints"]) == [*ENV_FILE_WRAPPER, agent_module.ENV_FILE]
+    assert harness.plain(gw.inputs["command"]) == ["node", "dist/index.js", "gateway"]
+    assert not {"OPENCLAW_GATEWAY_TOKEN", "ANTHROPIC_API_KEY"} & set(env_of(gw)), "no secret in its env"
+    env = gateway_env(p)
     token = harness.plain(p.outputs["agent"]["gatewayToken"])
     assert env["OPENCLAW_GATEWAY_TOKEN"] == token
     assert env["OPENCLAW_CONFIG_PATH"] == "/etc/openclaw/openclaw.json"
@@ -130,7 +145,7 @@ def test_every_provider_and_channel_has_its_variable(plan: PlanFn) -> None:
     assert set(agent_module.CHANNEL_ENV) == set(config.AgentChannels.model_fields)
     keys = {name: secure(name) for name in agent_module.PROVIDER_ENV}
     section = agent_section(providerKeys=keys, channels={"telegram": secure("telegram")})
-    env = env_of(plan(["agent"], agent=section).container(GATEWAY))
+    env = gateway_env(plan(["agent"], agent=section))
     for name, variable in agent_module.PROVIDER_ENV.items():
         assert env[variable] == placeholder(f"providerKeys.{name}")
     assert env["TELEGRAM_BOT_TOKEN"] == placeholder("channels.telegram")
@@ -174,7 +189,7 @@ def test_config_holds_no_secret_and_a_change_replaces_the_gateway(plan: PlanFn) 
     p = plan(["agent"], agent=agent_section(channels={"telegram": secure("telegram")}))
     step = p.named("agent-config-file")
     text = harness.plain(step.inputs["environment"])["OPENCLAW_CONFIG_JSON"]
-    env = env_of(p.container(GATEWAY))
+    env = gateway_env(p)
     for variable in ("OPENCLAW_GATEWAY_TOKEN", "ANTHROPIC_API_KEY", "TELEGRAM_BOT_TOKEN"):
         assert env[variable] not in text, f"{variable} in openclaw.json"
     assert harness.plain(step.inputs["triggers"]) == [text], "rewritten when, and only when, it changes"
@@ -262,7 +277,7 @@ def test_token_is_generated_alphanumeric_and_every_secret_stays_secret(plan: Pla
     assert token.inputs["length"] >= 32 and token.inputs["special"] is False
     out = p.outputs["agent"]
     assert harness.is_secret(out["gatewayToken"]) and harness.plain(out["gatewayToken"]).isalnum()
-    assert harness.is_secret(p.container(GATEWAY).inputs["envs"])
+    assert not harness.contains_secret(p.container(GATEWAY).inputs["envs"]), "secrets in its env file"
     key = placeholder("providerKeys.anthropic")
     for r in p.resources:
         text = json.dumps(harness.masked(r.inputs))
@@ -274,9 +289,12 @@ def test_outputs_name_the_url_version_and_pairing_commands(plan: PlanFn) -> None
     out = plan(["agent"]).outputs["agent"]
     assert out["url"] == "https://agent.clientea.com"
     assert out["version"] == "2026.10.1" and out["model"] == MODEL
+    # `docker exec` gets the container's env, not the env file: the CLI runs under the same wrapper, so
+    # it reaches the gateway with the token as before (issue 14).
+    wrapper = shlex.join([*ENV_FILE_WRAPPER, agent_module.ENV_FILE])
     assert out["pairing"] == {
-        "list": f"docker exec {GATEWAY} node dist/index.js devices list",
-        "approve": f"docker exec {GATEWAY} node dist/index.js devices approve <requestId>",
+        "list": f"docker exec {GATEWAY} {wrapper} node dist/index.js devices list",
+        "approve": f"docker exec {GATEWAY} {wrapper} node dist/index.js devices approve <requestId>",
     }
 
 
@@ -297,12 +315,12 @@ def test_backups_use_openclaws_own_archive_never_the_live_sqlite() -> None:
     sources = [s for s in build().deployment.backup_sources if s.service == "agent"]
     [archive] = [s for s in sources if isinstance(s, AppBackupCommand)]
     assert archive.container == GATEWAY and archive.user == "1000:1000"
-    assert archive.command[:2] == ("sh", "-c")
-    assert "node dist/index.js backup create --output /home/node/backups &&" in archive.command[2]
+    assert archive.command[:6] == (*ENV_FILE_WRAPPER, agent_module.ENV_FILE, "sh", "-c"), "the env file first"
+    assert "node dist/index.js backup create --output /home/node/backups &&" in archive.command[6]
     assert (
-        "node dist/index.js backup verify /home/node/backups/*-openclaw-backup.tar.gz" in archive.command[2]
+        "node dist/index.js backup verify /home/node/backups/*-openclaw-backup.tar.gz" in archive.command[6]
     )
-    assert "--verify" not in archive.command[2], "a 2026.9 flag; later releases define --no-verify only"
+    assert "--verify" not in archive.command[6], "a 2026.9 flag; later releases define --no-verify only"
     assert archive.output.source == "/srv/versatilehub/clientea/agent/backups"
     assert archive.output_subpath == "*-openclaw-backup.tar.gz"
     files = [s for s in sources if isinstance(s, FileSet)]
@@ -444,10 +462,13 @@ def test_backup_verification_has_room_and_cleans_up(tmp_path: Path, verify_succe
     script = FAKE_OPENCLAW if verify_succeeds else FAKE_OPENCLAW.replace('[ -f "$3" ]', "false")
     node.write_text(script)
     node.chmod(0o755)
-    command = archive.command[2].replace("/home/node/backups", str(backups))
+    command = archive.command[6].replace("/home/node/backups", str(backups))
+    env_file = tmp_path / "agent.env"
+    env_file.write_text("OPENCLAW_GATEWAY_TOKEN='t0ken'\n")
     marker = tmp_path / "verified-in"
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "VERIFIED_IN": str(marker)}
-    ran = subprocess.run([*archive.command[:2], command], env=env, capture_output=True, text=True, timeout=30)
+    argv = [*archive.command[:3], str(env_file), *archive.command[4:6], command]
+    ran = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
     assert (ran.returncode == 0) is verify_succeeds, ran.stderr
     assert not (backups / ".verify-scratch").exists(), "the scratch is removed either way"
     archives = sorted(p.name for p in backups.iterdir())

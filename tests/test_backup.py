@@ -456,18 +456,26 @@ def test_restic_runs_as_the_pinned_image_with_secrets_by_name_only(tmp_path: Pat
     assert f"--volume {home}/cache:{home}/cache:rw" in " ".join(argv)
     assert "--volume /srv/data:/srv/data:ro" in " ".join(argv)
     names = [argv[i + 1] for i, a in enumerate(argv) if a == "--env"]
+    # Issue 14: the password and the S3 keys are read-only files (restic v0.19.1: RESTIC_PASSWORD_FILE,
+    # internal/global/global.go LoadPasswordFromFile; AWS_SHARED_CREDENTIALS_FILE, internal/backend/s3/s3.go
+    # FileAWSCredentials), not values in the container's environment.
     assert names == sorted(
         [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SHARED_CREDENTIALS_FILE",
             "IONICE_CLASS",
             "IONICE_PRIORITY",
             "NICE",
             "RESTIC_CACHE_DIR",
-            "RESTIC_PASSWORD",
+            "RESTIC_PASSWORD_FILE",
             "RESTIC_REPOSITORY",
         ]
     )
+    assert f"--volume {home}/secrets:{home}/secrets:ro" in " ".join(argv)
+    assert (home / "secrets" / "restic-password").read_text() == "pw-0123456789\n"
+    credentials = (home / "secrets" / "aws-credentials").read_text()
+    assert credentials == "[default]\naws_access_key_id = id\naws_secret_access_key = k\n"
+    assert oct((home / "secrets" / "aws-credentials").stat().st_mode & 0o777) == "0o400"
+    assert oct((home / "secrets").stat().st_mode & 0o777) == "0o700"
     assert "pw-0123456789" not in " ".join(argv)
 
 

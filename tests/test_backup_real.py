@@ -956,6 +956,11 @@ def test_the_docker_runtime_dumps_in_containers_and_restores_around_them(
         assert REPO_PASSWORD not in json.dumps(call) and PASSWORD not in json.dumps(call)
         names = [call[i + 1] for i, a in enumerate(call) if a == "--env"]
         assert all(re.fullmatch(r"[A-Z_]+|VH_BACKUP_RUN=[A-Za-z0-9_.-]+", n) for n in names), names
+        # Issue 14: the repository password is a read-only file in the container, not in its environment.
+        assert "RESTIC_PASSWORD" not in names
+    secrets = f"{w.home}/secrets"
+    assert all("RESTIC_PASSWORD_FILE" in c and f"{secrets}:{secrets}:ro" in c for c in runs)
+    assert oct(os.stat(f"{secrets}/restic-password").st_mode & 0o777) == "0o400"
     # Every command in a container carries its run's token: one per run (2 dumps, then 3 import steps).
     tokens = [_token(c) for c in _execs(shim)]
     assert [len(list(same)) for _, same in itertools.groupby(tokens)] == [1, 1, 3], tokens

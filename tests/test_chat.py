@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,20 @@ from components import config
 from components.core import catalog, versions
 from components.core.deployment import DatabaseDump, FileSet
 from components.core.scripts import PROGRESS
+from components.core.secrets import ENV_FILE_WRAPPER
 from components.services.chat.component import BOOTSTRAP
 from components.suite import deploy
-from tests.conftest import PlanFn, PreUpdateCalls, env_of, labels_of, make_stack, networks_of, secret_file_of
+from tests.conftest import (
+    PlanFn,
+    PreUpdateCalls,
+    env_file_of,
+    env_of,
+    labels_of,
+    make_stack,
+    networks_of,
+    secret_file_of,
+    secret_file_steps,
+)
 from tools import harness
 
 RAILS, SIDEKIQ, POSTGRES, REDIS = (f"clientea-chat-{r}" for r in ("rails", "sidekiq", "postgres", "redis"))
@@ -46,6 +58,12 @@ def depends_on(p: harness.Plan, resource: harness.PlannedResource, name: str) ->
 
 def script(step: harness.PlannedResource) -> str:
     return str(harness.plain(step.inputs["create"]))
+
+
+def app_env(p: harness.Plan, name: str = "clientea-chat-rails") -> dict[str, str]:
+    """What Rails (or Sidekiq) runs with: its plain envs and, sourced by the wrapper, its env file."""
+    c = chat_containers(p)[name]
+    return {**env_of(c), **env_file_of(p, c, "/run/secrets/chat.env")}
 
 
 def run_argv(step: harness.PlannedResource) -> list[str]:
@@ -97,8 +115,8 @@ def test_limits_are_overridable_and_redis_stays_within_its_own(plan: PlanFn) -> 
     p = plan(["chat"], resources={"chat-rails": {"memoryMb": 1536}, "chat-redis": {"memoryMb": 256}})
     chat = chat_containers(p)
     assert chat[RAILS].inputs["memory"] == 1536 and chat[RAILS].inputs["memorySwap"] == 1536
-    [redis_script] = harness.plain(chat[REDIS].inputs["command"])
-    assert "--maxmemory 192mb --maxmemory-policy noeviction" in redis_script, "3/4 of 256 MB, never evicting"
+    redis_args = " ".join(harness.plain(chat[REDIS].inputs["command"]))
+    assert "--maxmemory 192mb --maxmemory-policy noeviction" in redis_args, "3/4 of 256 MB, never evicting"
 
 
 def test_healthchecks(routed: harness.Plan) -> None:
@@ -106,7 +124,11 @@ def test_healthchecks(routed: harness.Plan) -> None:
     checks = {name: c.inputs["healthcheck"]["tests"] for name, c in chat.items()}
     assert checks[RAILS][0] == "CMD-SHELL" and "http://127.0.0.1:3000/api" in checks[RAILS][1]
     assert checks[POSTGRES] == ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "chatwoot", "-d", "chatwoot"]
-    assert checks[REDIS] == ["CMD-SHELL", 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG']
+    assert checks[REDIS] == [
+        "CMD-SHELL",
+        "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /run/secrets/redis.conf)\""
+        " redis-cli ping | grep -q PONG",
+    ], "the password from the config file, inside the container: never on redis-cli's command line"
     assert checks[SIDEKIQ][0] == "CMD-SHELL" and "/proc/1/cmdline" in checks[SIDEKIQ][1]
     assert chat[RAILS].inputs["wait"] is True and chat[RAILS].inputs["waitTimeout"] == 600
     assert chat[POSTGRES].inputs["wait"] is True and chat[REDIS].inputs["wait"] is True
@@ -193,17 +215,18 @@ def test_app_environment_behind_traefik(routed: harness.Plan) -> None:
         "-C",
         "config/sidekiq.yml",
     ]
-    assert [m["target"] for m in chat[RAILS].inputs["mounts"]] == ["/app/storage"]
+    assert [m["target"] for m in chat[RAILS].inputs["mounts"]] == ["/app/storage", "/run/secrets/chat.env"]
     assert chat[SIDEKIQ].inputs["mounts"] == chat[RAILS].inputs["mounts"], "jobs read and write the uploads"
 
 
 def test_credentials_match_and_are_dsn_safe(routed: harness.Plan) -> None:
     chat = chat_containers(routed)
-    app, db, redis = env_of(chat[RAILS]), env_of(chat[POSTGRES]), env_of(chat[REDIS])
+    app, db = app_env(routed), env_of(chat[POSTGRES])
     assert (db["POSTGRES_USER"], db["POSTGRES_DB"]) == (app["POSTGRES_USERNAME"], app["POSTGRES_DATABASE"])
     assert "POSTGRES_PASSWORD" not in db, "a file, read by the image's file_env (issue 14)"
     assert secret_file_of(routed, chat[POSTGRES], db["POSTGRES_PASSWORD_FILE"]) == app["POSTGRES_PASSWORD"]
-    assert redis["REDIS_PASSWORD"] == app["REDIS_PASSWORD"]
+    conf = secret_file_of(routed, chat[REDIS], "/run/secrets/redis.conf")
+    assert conf == f"requirepass {app['REDIS_PASSWORD']}\n"
     assert "@" not in app["REDIS_URL"] and app["REDIS_PASSWORD"] not in app["REDIS_URL"]
     for key in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):
         assert re.fullmatch(r"[A-Za-z0-9]{32}", app[key]), f"{key} must survive a DSN unescaped"
@@ -217,37 +240,50 @@ def test_credentials_match_and_are_dsn_safe(routed: harness.Plan) -> None:
 
 
 def test_secrets_stay_secret(routed: harness.Plan) -> None:
+    """Issue 14: no container's env is secret (a preview shows each plain change); the secrets are in the
+    env file Rails and Sidekiq source through the wrapper, and reach the one-offs the same way."""
     chat = chat_containers(routed)
     for name, c in chat.items():
-        if name == POSTGRES:  # its password is a file (issue 14): every env change shows in a preview
-            assert not harness.contains_secret(c.inputs["envs"])
-            continue
-        assert harness.is_secret(c.inputs["envs"]), f"{name}: its environment carries secrets"
-    app = env_of(chat[RAILS])
+        assert not harness.contains_secret(c.inputs["envs"]), f"{name}: a secret in its environment"
+    app = app_env(routed)
+    assert app_env(routed, SIDEKIQ) == app, "one env file for both"
     secrets = [app[k] for k in app if k.endswith(("PASSWORD", "KEY", "SALT", "KEY_BASE"))]
     assert len(secrets) == 6
+    for name in (RAILS, SIDEKIQ):
+        assert harness.plain(chat[name].inputs["entrypoints"]) == [*ENV_FILE_WRAPPER, "/run/secrets/chat.env"]
+        assert not [s for s in secrets if s in json.dumps(harness.plain(chat[name].inputs))]
     for step in (routed.named("chat-prepare"), routed.named("chat-bootstrap")):
         env = step.inputs["environment"]
+        # Kept in the step only so that progress.sh masks them in rails' last lines.
         assert all(
             harness.is_secret(env[k]) for k in ("SECRET_KEY_BASE", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
         )
+        argv = run_argv(step)
+        assert not [a for a in argv if a.startswith("--env=") and a[6:] in app and app[a[6:]] in secrets]
+        assert (
+            "--mount=type=bind,source=/srv/versatilehub/clientea/secrets/chat/chat.env,"
+            "target=/run/secrets/chat.env,readonly"
+        ) in argv
+        assert "--entrypoint=/bin/sh" in argv
         assert not any(s in script(step) for s in secrets), "values reach docker run by name only"
         # Only stderr streams, and it holds progress lines and rails' masked last lines (see below).
         assert step.inputs["logging"] == "stderr"
         assert set(step.options["additionalSecretOutputs"]) == {"stdout", "stderr"}
-    [redis_command] = harness.plain(chat[REDIS].inputs["command"])
-    assert app["REDIS_PASSWORD"] not in redis_command
+    assert app["REDIS_PASSWORD"] not in json.dumps(harness.plain(chat[REDIS].inputs))
     out = routed.outputs["chat"]
     assert harness.is_secret(out["adminPassword"]) and harness.is_secret(out["encryptionKeys"])
 
 
-def test_redis_takes_its_password_on_stdin_not_on_its_command_line(routed: harness.Plan) -> None:
+def test_redis_takes_its_password_from_a_config_file_not_its_command_line(routed: harness.Plan) -> None:
+    """`redis-server <file> --opt value ...`: the file first, then options (redis.io, Redis configuration);
+    the file is read-only at /run/secrets/redis.conf, the redis user's (999), mode 0400."""
     redis = chat_containers(routed)[REDIS]
-    assert harness.plain(redis.inputs["entrypoints"]) == ["sh", "-c"]
-    [command] = harness.plain(redis.inputs["command"])
-    first, *stdin = command.splitlines()
-    assert first.startswith("exec redis-server - --dir /data --appendonly yes") and first.endswith("<<EOF")
-    assert stdin == ["requirepass $REDIS_PASSWORD", "EOF"]
+    assert harness.plain(redis.inputs["entrypoints"]) == ["redis-server"]
+    command = harness.plain(redis.inputs["command"])
+    assert command[0] == "/run/secrets/redis.conf"
+    assert command[1:5] == ["--dir", "/data", "--appendonly", "yes"]
+    assert secret_file_of(routed, redis, "/run/secrets/redis.conf").startswith("requirepass ")
+    assert env_of(redis) == {"TZ": "America/Argentina/Buenos_Aires"}
 
 
 def test_encryption_keys_are_generated_once_and_protected(routed: harness.Plan) -> None:
@@ -275,7 +311,8 @@ def test_smtp_from_the_stack_with_its_password_secret(plan: PlanFn) -> None:
     }
     p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp})
     rails = chat_containers(p)[RAILS]
-    env = env_of(rails)
+    env = app_env(p)
+    assert "SMTP_PASSWORD" not in env_of(rails), "in the env file, not the container's environment"
     assert {k: v for k, v in env.items() if k.startswith(("SMTP_", "MAILER_"))} == {
         "MAILER_SENDER_EMAIL": '"Cliente A S.A." <chat@clientea.com>',
         "SMTP_ADDRESS": "smtp.clientea.com",
@@ -287,7 +324,7 @@ def test_smtp_from_the_stack_with_its_password_secret(plan: PlanFn) -> None:
         "SMTP_AUTHENTICATION": "login",
         "SMTP_PASSWORD": harness.placeholder("versatilehub:chat.smtp.password"),
     }
-    assert harness.is_secret(rails.inputs["envs"])
+    assert not harness.contains_secret(rails.inputs["envs"])
     assert harness.is_secret(p.named("chat-bootstrap").inputs["environment"]["SMTP_PASSWORD"])
 
 
@@ -415,7 +452,10 @@ def test_prepare_runs_once_per_version_before_anything_serves(routed: harness.Pl
     assert prepare.type == COMMAND and harness.plain(prepare.inputs["triggers"]) == [CHATWOOT]
     argv = run_argv(prepare)
     assert argv[:2] == ["docker", "run"] and argv[-4:] == ["bundle", "exec", "rails", "db:chatwoot_prepare"]
-    assert "--network=$VH_CHAT_NETWORK" in argv and argv[-5] == "$VH_CHAT_IMAGE"
+    assert "--network=$VH_CHAT_NETWORK" in argv and argv[-8] == "$VH_CHAT_IMAGE"
+    # The image declares no ENTRYPOINT (chatwoot docker/Dockerfile at 02cf698): /bin/sh sources the env
+    # file, then execs the command as it was.
+    assert argv[-7:-4] == ["-c", 'set -a && . /run/secrets/chat.env && set +a && exec "$@"', "sh"]
     env = step_env(prepare)
     assert (env["VH_CHAT_NETWORK"], env["VH_CHAT_IMAGE"]) == ("clientea-chat", CHATWOOT)
     assert depends_on(routed, prepare, POSTGRES) and depends_on(routed, prepare, REDIS)
@@ -484,7 +524,13 @@ def test_bootstrap_creates_the_super_admin_from_the_stack(routed: harness.Plan) 
     assert env["BOOTSTRAP_ADMIN_EMAIL"] == ADMIN, "lower-cased, as Chatwoot stores logins"
     assert (env["BOOTSTRAP_ACCOUNT_NAME"], env["BOOTSTRAP_ADMIN_NAME"]) == ("Cliente A S.A.", "Administrator")
     assert harness.is_secret(step.inputs["environment"]["BOOTSTRAP_ADMIN_PASSWORD"])
-    assert "--env=BOOTSTRAP_ADMIN_PASSWORD" in argv
+    assert "--env=BOOTSTRAP_ADMIN_PASSWORD" not in argv, "from its own env file (issue 14)"
+    assert 'set -a && . /run/secrets/chat.env && . /run/secrets/bootstrap.env && set +a && exec "$@"' in argv
+    writer = secret_file_steps(routed)["/srv/versatilehub/clientea/secrets/chat/bootstrap.env"]
+    assert harness.plain(writer.inputs["environment"]["VH_SECRET_VALUE"]) == (
+        f"BOOTSTRAP_ADMIN_PASSWORD={shlex.quote(env['BOOTSTRAP_ADMIN_PASSWORD'])}\n"
+    )
+    assert depends_on(routed, step, writer.name), "the file exists before the one-off starts"
     assert env["BOOTSTRAP_ADMIN_PASSWORD"] not in script(step)
     assert "BOOTSTRAP_WEBSITE_URL" not in env
     # The guard, the builder call derived from Chatwoot's onboarding controller, and the page closed.
@@ -817,7 +863,7 @@ def test_outputs(routed: harness.Plan) -> None:
     assert (out["url"], out["adminEmail"], out["version"]) == ("https://chat.clientea.com", ADMIN, "v4.18.0")
     assert (out["healthPath"], out["healthBody"]) == ("/api", '"queue_services":"ok"')
     keys = harness.plain(out["encryptionKeys"])
-    app = env_of(chat_containers(routed)[RAILS])
+    app = app_env(routed)
     assert keys == {k: app[k] for k in keys} and len(keys) == 3
     assert routed.outputs["versions"]["chatwoot"] == "v4.18.0"
 
@@ -951,3 +997,57 @@ def test_a_one_off_streams_progress_and_masks_what_rails_prints(routed: harness.
         f"chat prepare failed (exit status 1); its output: {log} on "
     )
     assert env["POSTGRES_PASSWORD"] not in failed.stderr + failed.stdout and "connecting" not in failed.stderr
+
+
+def test_redis_and_the_wrapper_read_the_files_for_real(routed: harness.Plan, tmp_path: Path) -> None:
+    """The planned redis-server argv and healthcheck, run by this machine's redis-server/redis-cli with the
+    planned config file at the planned path's place: the password is enforced and the check passes, with the
+    password on no command line. Then the planned wrapper entrypoint, run by /bin/sh over the planned env
+    file: the app sees each secret exactly (under 2 s)."""
+    import shutil
+    import socket
+
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        pytest.skip("no redis-server here")
+    chat = chat_containers(routed)
+    redis = chat[REDIS]
+    conf = tmp_path / "redis.conf"
+    conf.write_text(secret_file_of(routed, redis, "/run/secrets/redis.conf"))
+    password = conf.read_text().split()[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "data").mkdir()
+    argv = [a.replace("/run/secrets/redis.conf", str(conf)) for a in harness.plain(redis.inputs["command"])]
+    argv = [a.replace("/data", str(tmp_path / "data")) for a in argv]
+    server = subprocess.Popen(
+        ["redis-server", *argv, "--port", str(port), "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL
+    )
+    try:
+        check = harness.plain(redis.inputs["healthcheck"])["tests"][1]
+        check = check.replace("/run/secrets/redis.conf", str(conf)).replace(
+            "redis-cli", f"redis-cli -p {port}"
+        )
+        for _ in range(50):
+            if subprocess.run(["sh", "-c", check], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the healthcheck never passed")
+        noauth = subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True)
+        assert "NOAUTH" in noauth.stdout + noauth.stderr, "requirepass from the file is enforced"
+        assert password not in check
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    rails = chat[RAILS]
+    env_file = tmp_path / "chat.env"
+    env_file.write_text(secret_file_of(routed, rails, "/run/secrets/chat.env"))
+    entry = [
+        a.replace("/run/secrets/chat.env", str(env_file)) for a in harness.plain(rails.inputs["entrypoints"])
+    ]
+    seen = subprocess.run([*entry, "env"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    got = dict(line.split("=", 1) for line in seen.stdout.splitlines() if "=" in line)
+    wanted = env_file_of(routed, rails, "/run/secrets/chat.env")
+    assert {k: got.get(k) for k in wanted} == wanted and len(wanted) == 6

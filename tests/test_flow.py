@@ -70,8 +70,17 @@ def test_healthchecks_and_start_order(routed: harness.Plan) -> None:
 # -- environment ----------------------------------------------------------------------------------------
 
 
+def with_files(p: harness.Plan, c: harness.PlannedResource) -> dict[str, str]:
+    """A container's env as n8n reads it: each `<VAR>_FILE` resolved to <VAR> from its secret file."""
+    env = env_of(c)
+    for key in [k for k in env if k.endswith("_FILE")]:
+        assert key.removesuffix("_FILE") not in env, "set, even empty, <VAR> would win over its file"
+        env[key.removesuffix("_FILE")] = secret_file_of(p, c, env[key])
+    return env
+
+
 def test_n8n_environment_behind_traefik(routed: harness.Plan) -> None:
-    env = env_of(flow_containers(routed)[N8N])
+    env = with_files(routed, flow_containers(routed)[N8N])
     expected = {
         "N8N_HOST": "flow.clientea.com",
         "N8N_PROTOCOL": "https",
@@ -97,6 +106,24 @@ def test_n8n_environment_behind_traefik(routed: harness.Plan) -> None:
     assert re.fullmatch(r"[0-9a-f]{64}", env["N8N_ENCRYPTION_KEY"])
 
 
+def test_n8n_makes_no_call_home_a_client_did_not_ask_for(routed: harness.Plan) -> None:
+    """Each setting defaults to on and to an n8n.io endpoint in n8n 2.41.1 (@n8n/config 2.39.0 configs/
+    templates, version-notifications, dynamic-banners, diagnostics; the mcp-registry default module in
+    @n8n/backend-common 1.41.1); `python -m tools.lab test flow` checks the real n8n resolves no vendor host.
+    """
+    env = env_of(flow_containers(routed)[N8N])
+    off = {
+        "N8N_DIAGNOSTICS_ENABLED": "false",
+        "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+        "N8N_VERSION_NOTIFICATIONS_WHATS_NEW_ENABLED": "false",
+        "N8N_TEMPLATES_ENABLED": "false",
+        "N8N_DYNAMIC_BANNERS_ENABLED": "false",
+        "N8N_COMMUNITY_PACKAGES_ENABLED": "false",  # also gates the vetted community-node list fetch
+        "N8N_DISABLED_MODULES": "mcp-registry",
+    }
+    assert {k: env.get(k) for k in off} == off
+
+
 def test_timezone_follows_the_stack(plan: PlanFn) -> None:
     flow = flow_containers(plan(["flow"], timezone="Europe/Madrid"))
     for name in (N8N, RUNNER):
@@ -106,7 +133,7 @@ def test_timezone_follows_the_stack(plan: PlanFn) -> None:
 def test_owner_account_is_created_from_the_stack_with_a_bcrypt_hash(plan: PlanFn) -> None:
     owner = {"ownerEmail": "Automatizacion@ClienteA.com", "ownerFirstName": "Ana", "ownerLastName": "Pérez"}
     p = plan(["flow"], flow=owner)
-    env = env_of(flow_containers(p)[N8N])
+    env = with_files(p, flow_containers(p)[N8N])
     assert env["N8N_INSTANCE_OWNER_EMAIL"] == "automatizacion@clientea.com", "as n8n stores and compares it"
     assert (env["N8N_INSTANCE_OWNER_FIRST_NAME"], env["N8N_INSTANCE_OWNER_LAST_NAME"]) == ("Ana", "Pérez")
     hashed = env["N8N_INSTANCE_OWNER_PASSWORD_HASH"]
@@ -125,8 +152,13 @@ def test_owner_names_default_from_the_company_within_n8ns_32_characters(plan: Pl
 
 def test_runner_and_n8n_share_one_token_and_the_database_one_password(routed: harness.Plan) -> None:
     flow = flow_containers(routed)
-    n8n, runner, postgres = env_of(flow[N8N]), env_of(flow[RUNNER]), env_of(flow[POSTGRES])
+    n8n, runner = with_files(routed, flow[N8N]), with_files(routed, flow[RUNNER])
+    postgres = env_of(flow[POSTGRES])
     assert runner["N8N_RUNNERS_AUTH_TOKEN"] == n8n["N8N_RUNNERS_AUTH_TOKEN"]
+    # One file, mounted in both (uid 1000 in both images): the launcher reads N8N_RUNNERS_AUTH_TOKEN_FILE
+    # (n8n-io/task-runner-launcher internal/config/lookuper.go, since 1.4.0; it trims trailing newlines).
+    token_file = env_of(flow[N8N])["N8N_RUNNERS_AUTH_TOKEN_FILE"]
+    assert env_of(flow[RUNNER])["N8N_RUNNERS_AUTH_TOKEN_FILE"] == token_file
     assert re.fullmatch(r"[A-Za-z0-9]{48}", runner["N8N_RUNNERS_AUTH_TOKEN"])
     assert runner["N8N_RUNNERS_TASK_BROKER_URI"] == "http://n8n:5679"
     db_password = secret_file_of(routed, flow[POSTGRES], postgres["POSTGRES_PASSWORD_FILE"])
@@ -136,6 +168,7 @@ def test_runner_and_n8n_share_one_token_and_the_database_one_password(routed: ha
     assert (postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]) == ("n8n", "n8n")
     assert postgres["PGDATA"] == "/var/lib/postgresql/data"
     assert "N8N_RUNNERS_AUTH_TOKEN" not in postgres and "DB_POSTGRESDB_PASSWORD" not in runner
+    assert "DB_POSTGRESDB_PASSWORD_FILE" not in env_of(flow[RUNNER]), "the runner reads only its token"
 
 
 # -- secrets ------------------------------------------------------------------------------------------
@@ -143,16 +176,13 @@ def test_runner_and_n8n_share_one_token_and_the_database_one_password(routed: ha
 
 def test_secrets_stay_secret(routed: harness.Plan) -> None:
     flow = flow_containers(routed)
-    for name, c in flow.items():
-        if name == POSTGRES:  # its password is a file (issue 14): every env change shows in a preview
-            assert not harness.contains_secret(c.inputs["envs"])
-            continue
-        assert harness.is_secret(c.inputs["envs"]), f"{name}: its environment carries a secret"
+    for name, c in flow.items():  # secrets are files (issue 14): a preview shows every env change
+        assert not harness.contains_secret(c.inputs["envs"]), name
     out = routed.outputs["flow"]
     assert harness.is_secret(out["ownerPassword"]) and harness.is_secret(out["encryptionKey"])
     assert not harness.contains_secret({k: out[k] for k in ("url", "ownerEmail", "version")})
-    assert harness.plain(out["encryptionKey"]) == env_of(flow[N8N])["N8N_ENCRYPTION_KEY"]
-    text = str([c.inputs.get(k) for c in flow.values() for k in ("labels", "command", "healthcheck")])
+    assert harness.plain(out["encryptionKey"]) == with_files(routed, flow[N8N])["N8N_ENCRYPTION_KEY"]
+    text = str([c.inputs.get(k) for c in flow.values() for k in ("labels", "command", "healthcheck", "envs")])
     assert harness.plain(out["encryptionKey"]) not in text
 
 
@@ -246,12 +276,23 @@ def test_data_under_the_data_root_with_the_right_owners(routed: harness.Plan) ->
             "target": "/home/node/.n8n-files",
             "readOnly": False,
         },
+        *(
+            {
+                "type": "bind",
+                "source": f"/srv/versatilehub/clientea/secrets/flow/{name}",
+                "target": f"/run/secrets/{name}",
+                "readOnly": True,
+            }
+            for name in ("encryption-key", "db-password", "runner-token", "owner-password-hash")
+        ),
     ]
     assert (
         harness.plain(flow[POSTGRES].inputs["mounts"])[0]["source"]
         == "/srv/versatilehub/clientea/flow/database"
     )
-    assert "mounts" not in flow[RUNNER].inputs
+    assert [m["target"] for m in harness.plain(flow[RUNNER].inputs["mounts"])] == [
+        "/run/secrets/runner-token"
+    ]
     script = harness.plain(routed.named("flow-data-dirs").inputs["create"])
     assert "install -d -o 1000 -g 1000 -m 0700 /data/workflows" in script
     assert "install -d -o 70 -g 70 -m 0700 /data/database" in script

@@ -146,3 +146,14 @@ def test_the_engine_holds_every_planned_setting_of_flow_and_agent(
         assert [p.split(":")[0] for p in lab.verify(t, inspected)] == ["Healthcheck", "HostConfig.Memory"]
     finally:
         lab.remove(docker_engine, t)
+
+
+# -- the real-app runner's pieces that need no app (tools/lab_apps.py) ---------------------------------
+def test_the_dns_logger_reads_query_names_and_flags_only_vendor_hosts() -> None:
+    from tools import lab_apps
+
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x03api\x03n8n\x02io\x00\x00\x01\x00\x01"
+    assert lab_apps.DnsLogger.qname(query) == "api.n8n.io"
+    logger = object.__new__(lab_apps.DnsLogger)
+    logger.names = ["api.n8n.io", "postgres", "notn8n.io", "n8n.io", "telemetry.n8n.cloud"]
+    assert logger.vendor_names() == ["api.n8n.io", "n8n.io", "telemetry.n8n.cloud"]

@@ -21,8 +21,8 @@ from tools import harness, provider_model
 STACKS = [p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in harness.iter_stack_files()]
 FIELDS = ("envs", "command", "entrypoints", "labels")
 # Containers whose secrets still travel in their environment, until their service's commit of issue 14
-# moves them to files (chat: Redis, Rails, Sidekiq; flow: n8n and its runner; agent: the gateway).
-NOT_YET = {"chat-redis", "chat-rails", "chat-sidekiq", "flow-n8n", "flow-runner", "agent-gateway"}
+# moves them to files (flow: n8n and its runner; agent: the gateway).
+NOT_YET: set[str] = set()
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -97,7 +97,8 @@ def test_each_secret_file_is_written_once_and_mounted_read_only_with_its_fingerp
             name = env["VH_FILE_NAME"]
             assert m["target"] == f"/run/secrets/{name}"
             # Owned by the uid the container runs as (the file is 0400).
-            assert env["VH_FILE_OWNER"].split(":")[0] == str(harness.plain(c.inputs["user"])).split(":")[0]
+            user = str(harness.plain(c.inputs.get("user")) or "0")  # no user: the image's root
+            assert env["VH_FILE_OWNER"].split(":")[0] == user.split(":")[0], c.name
             assert re.fullmatch(r"[0-9a-f]{16}", labels[f"io.versatilehub.secret.{name}"]), c.name
             assert step.urn in c.dependencies, f"{c.name} starts after its secret file is written"
             mounted.add(m["source"])
@@ -107,6 +108,14 @@ def test_each_secret_file_is_written_once_and_mounted_read_only_with_its_fingerp
                 assert any(
                     m["target"] == f"/run/secrets/{name}" for m in harness.plain(c.inputs["mounts"])
                 ), f"{c.name}: a fingerprint of a file it does not read"
+    # One-off `docker run` steps (Chat's prepare and bootstrap) mount theirs read-only too.
+    for r in [*plan.of_type(provider_model.LOCAL_COMMAND), *plan.of_type(provider_model.REMOTE_COMMAND)]:
+        text = str(harness.plain(r.inputs.get("create")))
+        for path in steps:
+            if f"source={path},target=/run/secrets/" in text:
+                assert re.search(rf"source={re.escape(path)},target=/run/secrets/[^,\s']+,readonly", text)
+                assert steps[path].urn in r.dependencies, f"{r.name} runs after its secret file is written"
+                mounted.add(path)
     assert mounted == set(steps), "every file written is read"
     for step in steps.values():
         env = step.inputs["environment"]
@@ -137,6 +146,8 @@ def _rotated(stack: str, password: str, monkeypatch: pytest.MonkeyPatch) -> harn
         ("hub-db-root-password", {"hub-mariadb"}),
         ("chat-db-password", {"chat-postgres", "chat-rails", "chat-sidekiq"}),
         ("flow-db-password", {"flow-postgres", "flow-n8n"}),
+        ("flow-runner-token", {"flow-n8n", "flow-runner"}),
+        ("agent-gateway-token", {"agent-gateway"}),
     ],
 )
 def test_rotating_one_secret_replaces_exactly_its_consumers(
@@ -150,8 +161,18 @@ def test_rotating_one_secret_replaces_exactly_its_consumers(
     replaced = {c.name for c in changes if c.type == provider_model.CONTAINER}
     assert {c.action for c in changes if c.type == provider_model.CONTAINER} == {"replace"}
     assert replaced == consumers, changes
-    rewritten = {c.name for c in changes if c.name in {s.name for s in secret_file_steps(after).values()}}
-    assert len(rewritten) == 1, rewritten
+    files = secret_file_steps(after)
+    rewritten = {c.name for c in changes if c.name in {s.name for s in files.values()}}
+    assert rewritten, "the files holding the secret are written again"
+    # Exactly the containers that mount one of those files (or, until converted, carry it in their env).
+    readers = {
+        c.name
+        for c in after.containers()
+        for m in harness.plain(c.inputs.get("mounts", []))
+        if m["source"] in files and files[m["source"]].name in rewritten
+    }
+    assert readers <= replaced and replaced - readers <= NOT_YET, (readers, replaced)
+    assert not rewritten - {f.name for f in files.values()}
     for c in changes:
         if c.type == provider_model.CONTAINER and c.name not in NOT_YET:
             assert c.fields == ["labels"], c  # the fingerprint, nothing else
@@ -209,3 +230,63 @@ def test_the_step_writes_0400_owned_files_and_keeps_the_value_off_every_command_
     assert sorted(p.name for p in path.parent.iterdir()) == ["postgres-password"], "no leftover .new"
     log = (tmp_path / "argv.log").read_text()
     assert "--network none" in log and "p4ss" not in log
+
+
+def _plan_json() -> dict[str, Any]:
+    """`python -m tools.plan clienteA --json`, as the file holds it."""
+    doc: dict[str, Any] = json.loads(json.dumps(harness.plan_stack("clienteA").to_json()))
+    return doc
+
+
+def test_the_policy_pack_reads_every_container_of_a_plan_json_and_refuses_the_socket() -> None:
+    """Issue 14 item 5. Before, every container env was one secret list, masked in a plan.json: the
+    env-based rules were "not run (needs .envs)", and a plan mounting the Docker socket into an app passed
+    with exit 0 (no read-only proxy could be told apart). Now no container rule waits on a masked value;
+    the checks of a secret's own value (strength, reuse) still need the stack, as the report says."""
+    from tools import policy
+
+    doc = _plan_json()
+    report = policy.check(policy.from_plan_json(doc))
+    assert report.mandatory == []
+    assert not [v for v in report.not_run if v.resource_type == provider_model.CONTAINER], report.not_run
+    assert {v.policy for v in report.not_run} <= {
+        "secret-strength",
+        "no-default-credentials",
+        "secrets-not-reused",
+    }
+    [rails] = [r for r in doc["resources"] if r["name"] == "chat-rails"]
+    rails["inputs"]["mounts"].append(
+        {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "readOnly": True}
+    )
+    refused = policy.check(policy.from_plan_json(doc))
+    assert [(v.policy, v.resource_name) for v in refused.mandatory] == [("no-docker-socket", "chat-rails")]
+
+
+def test_a_credential_in_plain_text_in_a_stack_file_is_one_line_in_every_tool(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14 item 6: `backup.applicationKey` written in plain text beside a `secure:` keyId. Pulumi
+    marks the whole `backup` object secret, so the program cannot see it; before, tools.plan, tools.policy
+    and tools.fleet passed it (exit 0). Now each says which key and the exact fix, before any plan."""
+    import yaml
+
+    from tools import fleet, plan, policy
+
+    doc = yaml.safe_load((harness.ROOT / "Pulumi.clienteA.yaml").read_text())
+    doc["config"]["versatilehub:backup"] |= {
+        "keyId": {"secure": "v1:x"},
+        "applicationKey": "K005abcdefghij0123",
+    }
+    path = tmp_path / "Pulumi.plainkey.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    line = (
+        "versatilehub:backup.applicationKey is stored in plain text; store it encrypted: "
+        "pulumi config set --secret --path 'versatilehub:backup.applicationKey' <value>"
+    )
+    for tool in (plan, policy):
+        assert tool.main([str(path)]) == 2
+        err = capsys.readouterr().err
+        assert line in err and "Traceback" not in err and "K005" not in err
+    assert fleet.main([str(path)]) != 0
+    out = capsys.readouterr().out
+    assert line in out and "K005" not in out

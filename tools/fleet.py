@@ -130,6 +130,10 @@ def inspect(path: Path) -> Client:
         row = Client(stack=path.name.removeprefix("Pulumi.").rsplit(".", 1)[0])
         row.error = f"file: {exc}"
         return row
+    except ConfigError as exc:  # a credential stored in plain text (harness.plaintext_credentials)
+        row = Client(stack=path.name.removeprefix("Pulumi.").rsplit(".", 1)[0])
+        row.error = f"config: {exc.problems[0]}"
+        return row
     row = Client(stack=stack.name)
     try:
         plan = harness.run(stack)

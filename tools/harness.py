@@ -276,7 +276,35 @@ def read_stack_file(ref: str | Path) -> StackConfig:
         )
     config = load_stack_document(path)
     name = path.name.removeprefix("Pulumi.").rsplit(".", 1)[0]
+    plaintext = plaintext_credentials(config)
+    if plaintext:
+        from components.config import ConfigError
+
+        raise ConfigError(plaintext)
     return with_placeholder_secrets(stack_config(name, config))
+
+
+def plaintext_credentials(doc: Mapping[str, Any]) -> list[str]:
+    """Credential leaves a stack file holds without `secure:` (issue 14, item 6): one line each, naming
+    the key and the fix. The program cannot see them (Pulumi marks a whole object secret when any one of
+    its leaves is `secure:`, and the offline plan fills the rest with placeholders): the file can."""
+    from components.config import SuiteConfig
+    from components.core.errors import credential_paths
+
+    problems = []
+    for path in credential_paths(SuiteConfig):
+        if len(path) < 2:
+            continue  # a top-level secret: the config model names it already
+        leaf: Any = doc.get(f"{PROJECT}:{path[0]}", doc.get(path[0]))
+        for part in path[1:]:
+            leaf = leaf.get(part) if isinstance(leaf, dict) else None
+        if leaf not in (None, "") and not (isinstance(leaf, dict) and set(leaf) == {"secure"}):
+            key = f"{PROJECT}:{'.'.join(path)}"
+            problems.append(
+                f"{key} is stored in plain text; store it encrypted: "
+                f"pulumi config set --secret --path '{key}' <value>"
+            )
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------------

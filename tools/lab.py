@@ -1,6 +1,7 @@
 """The lab: a stack's planned containers, applied with exactly their planned settings to a real engine.
 
     python -m tools.lab fields      # which planned container fields the driver applies (and how)
+    python -m tools.lab test        # the real apps under the planned settings (tools/lab_apps.py; not CI)
 
 The plan comes from the offline plan (tools/harness.py, the real program under Pulumi's mock runtime, whose
 generated secrets are real values). Each planned `docker:index/container:Container` is created through the
@@ -365,7 +366,14 @@ def planned_networks(plan: Any) -> dict[str, dict[str, Any]]:
 
 def create_network(engine: engines.Engine, inputs: Mapping[str, Any]) -> None:
     labels = {item["label"]: item["value"] for item in inputs.get("labels", [])}
-    body = {"Name": inputs["name"], "Internal": bool(inputs.get("internal")), "Labels": labels}
+    # CheckDuplicate: without it the engine (API 1.41) makes a second network of the same name, and then
+    # refuses every later reference to the name as ambiguous.
+    body = {
+        "Name": inputs["name"],
+        "Internal": bool(inputs.get("internal")),
+        "Labels": labels,
+        "CheckDuplicate": True,
+    }
     status, answer = api(engine, "POST", "/networks/create", body)
     if status not in (201, 409):  # 409: exists already
         raise LabError(f"network {inputs['name']}: {answer}")
@@ -378,9 +386,14 @@ def image_keys(plan: Any) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.lab", description=__doc__.split("\n\n")[0])
-    # The real-app checks (issue 21 items 3-5) are not written yet; `fields` is what the lab offers today.
-    parser.add_argument("what", choices=["fields"])
-    parser.parse_args(argv)
+    parser.add_argument(
+        "what", choices=["fields", "test"], help="test: the real-app checks (tools/lab_apps.py)"
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.what == "test":
+        from tools import lab_apps
+
+        return lab_apps.main(rest)
     for key in FIELDS:
         print(key)
     return 0

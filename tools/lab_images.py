@@ -128,6 +128,10 @@ def specs() -> dict[str, Spec]:
             ref=f"versatilehub-lab/openclaw:{OPENCLAW_VERSION}",
             packages=RUNTIME,
             npm=(f"openclaw@{OPENCLAW_VERSION}",),
+            # Its own install scripts, as the official image's install runs them: without them the CLI
+            # refuses to start ("OpenClaw package lifecycle is incomplete", dist/index.js 2026.9.6) and tries
+            # to finish the lifecycle by writing into the package, which a read-only root refuses (EROFS).
+            rebuild=("openclaw",),
             dirs=(("/home/node", "1000:1000", 0o755),),
             # The official image's working directory is /app with dist/index.js in it: the stack's command
             # is `node dist/index.js gateway` relative to it (components/agent.py CLI).
@@ -149,7 +153,11 @@ def specs() -> dict[str, Spec]:
             packages=("postgresql-15", "tini", "tzdata"),
             node=False,
             users=("postgres:x:70:70::/var/lib/postgresql:/bin/sh", "postgres:x:70:"),
-            dirs=(("/var/lib/postgresql", "70:70", 0o755),),
+            # As the official image (docker-library/postgres 16/alpine3.22/Dockerfile, `install --directory
+            # --owner postgres --group postgres --mode 3777 /var/run/postgresql`; /var/run links to /run in
+            # both). The stack's tmpfs there takes this directory's owner and mode (the engine copies them up
+            # onto the tmpfs), so Debian's root-owned 2775 directory left postgres unable to write its lock.
+            dirs=(("/var/lib/postgresql", "70:70", 0o755), ("/run/postgresql", "70:70", 0o3777)),
             files=(("postgres-entrypoint.sh", "/usr/local/bin/docker-entrypoint.sh", 0o755),),
             changes=(
                 "USER postgres",

@@ -4,6 +4,10 @@ Traefik never sees the Docker socket: it reads container labels through the sock
 containers only), on an internal network that only the two of them share. Only Traefik publishes host
 ports, and only 80 and 443. Traefik runs unprivileged: it listens on 8000/8443 (IPv4) and 8001/8444
 (IPv6) inside the container and Docker maps 80/443 of each address family to them.
+
+What the proxy still allows (issue 14): CONTAINERS=1 opens every GET under /containers, so Traefik can list
+the client's containers and read their labels, mounts and plain environment. No secret is there: secrets
+reach containers as read-only files (components/core/secrets.py) and labels hold only keyed fingerprints.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ directory, mounted read-only at /etc/openclaw, and named by ``OPENCLAW_CONFIG_PA
 ``OPENCLAW_CONFIG_READONLY=1`` so OpenClaw refuses config writes (Control UI edits, ``openclaw config set``)
 instead of failing on them. The agent's tools therefore cannot loosen its own gateway settings (trusted
 proxies, allowed origins, auth), and ``pulumi up`` is the only way they change. The file holds no secret:
-the gateway token, provider keys and bot tokens reach the container as environment variables only. Not
+the gateway token, provider keys and bot tokens are in a read-only env file the entrypoint sources. Not
 Docker ``uploads`` (refused on a read-only root filesystem) and not a file inside ~/.openclaw (OpenClaw's
 own, writable by the agent's tools).
 
@@ -37,6 +37,7 @@ from components.core.deployment import AppBackupCommand, Deployment, FileSet
 from components.core.model import secret
 from components.core.probe import Check
 from components.core.scripts import script
+from components.core.secrets import ENV_FILE_WRAPPER
 from components.core.storage import DataDir
 from components.core.versions import tag_of
 
@@ -69,6 +70,7 @@ BACKUP_COMMAND = (
     f"status=$?; rm -rf {VERIFY_SCRATCH}; exit $status; }}"
 )
 TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"
+ENV_FILE = "/run/secrets/agent.env"  # the gateway's secrets (components/core/secrets.py)
 # The variables OpenClaw reads each credential from (stack config field -> variable).
 PROVIDER_ENV = {
     "anthropic": "ANTHROPIC_API_KEY",
@@ -159,7 +161,7 @@ class Agent(pulumi.ComponentResource):
             AppBackupCommand(
                 service,
                 container_name,
-                ("sh", "-c", BACKUP_COMMAND),
+                (*ENV_FILE_WRAPPER, ENV_FILE, "sh", "-c", BACKUP_COMMAND),
                 data.locations["backups"],
                 output_subpath=BACKUP_GLOB,
                 user=UID,
@@ -205,8 +207,8 @@ class Agent(pulumi.ComponentResource):
         # A new OpenClaw migrates its state on start: the snapshot of the old one comes first.
         upgrade = d.pre_update_backup(parent=self, service=service, versions=[cfg.pin("openclaw")])
 
+        secrets: dict[str, pulumi.Input[str]] = {TOKEN_ENV: token.result}
         envs: dict[str, pulumi.Input[str]] = {
-            TOKEN_ENV: token.result,
             "OPENCLAW_CONFIG_PATH": CONFIG_PATH,
             "OPENCLAW_CONFIG_READONLY": "1",
             "OPENCLAW_STATE_DIR": STATE_DIR,
@@ -215,11 +217,16 @@ class Agent(pulumi.ComponentResource):
         for field, variable in PROVIDER_ENV.items():
             value = getattr(agent.provider_keys, field)
             if value is not None:
-                envs[variable] = secret(value)
+                secrets[variable] = secret(value)
         for field, variable in CHANNEL_ENV.items():
             value = getattr(agent.channels, field)
             if value is not None:
-                envs[variable] = secret(value)
+                secrets[variable] = secret(value)
+        # OpenClaw resolves these from its environment (SecretRef source "env"): an env file the wrapper
+        # entrypoint sources (issue 14). The image's ENTRYPOINT is node's docker-entrypoint.sh, which runs a
+        # command starting with an executable as given: the wrapper does the same after sourcing.
+        env_file = d.env_file(parent=self, service=service, name="agent.env", values=secrets, owner=UID)
+        assert env_file.path == ENV_FILE
 
         networks = list(exposure.networks)
         if not cfg.routed:
@@ -232,8 +239,10 @@ class Agent(pulumi.ComponentResource):
             image="openclaw",
             user=UID,
             # Mode, bind address and port come from the config; no --allow-unconfigured.
+            entrypoint=[*ENV_FILE_WRAPPER, env_file.path],
             command=[*CLI, "gateway"],
             envs=envs,
+            secret_files=[env_file],
             mounts=[
                 data.mount("state", STATE_DIR),
                 data.mount("auth-key", AUTH_KEY_DIR),
@@ -241,9 +250,12 @@ class Agent(pulumi.ComponentResource):
                 data.mount("backups", BACKUP_DIR),
             ],
             tmpfs={
-                # Rolling logs go to /tmp/openclaw.
+                # What the gateway writes outside its mounts (2026.9.6 in the lab, tools/lab_apps.py): its
+                # rolling log /tmp/openclaw/openclaw-<date>.log, SQLite state locks in
+                # /tmp/openclaw-state-locks-1000 and /tmp/.openclaw-terminal-staging-1000.
                 "/tmp": "rw,noexec,nosuid,nodev,size=256m",
-                # SQLite's temporary directory (~/.cache/openclaw-1000): without it the gateway cannot start.
+                # ~/.cache/openclaw, made at start: the private staging root of SQLite snapshots
+                # (dist/sqlite-snapshot-staging-*.mjs: $XDG_CACHE_HOME or ~/.cache), used by `backup create`.
                 "/home/node/.cache": "rw,noexec,nosuid,nodev,size=256m,uid=1000,gid=1000,mode=0700",
             },
             networks=networks,
@@ -263,7 +275,9 @@ class Agent(pulumi.ComponentResource):
         # After the endpoint probe (edge/verify.py): ready, and a call without the token is refused.
         self.checks = [Check("agent-auth", script(__name__, "probe-auth.sh"))]
 
-        exec_cli = f"docker exec {container_name} {' '.join(CLI)}"
+        # The CLI under the same wrapper: it reaches the gateway with the token from the env file.
+        wrapped = shlex.join([*ENV_FILE_WRAPPER, env_file.path, *CLI])
+        exec_cli = f"docker exec {container_name} {wrapped}"
         self.outputs = {
             "url": exposure.url,
             # What the Control UI asks for before a browser can pair; also the bearer for the /v1 API.

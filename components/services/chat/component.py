@@ -37,6 +37,7 @@ from components.core.deployment import Deployment, FileSet
 from components.core.model import secret
 from components.core.probe import Check
 from components.core.scripts import PROGRESS, script
+from components.core.secrets import ENV_FILE_WRAPPER, SecretFile
 from components.core.storage import DataDir
 from components.core.versions import tag_of
 
@@ -110,7 +111,7 @@ class Chat(pulumi.ComponentResource):
         db_password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
         redis_password = random.RandomPassword(f"{name}-redis-password", length=32, special=False, opts=child)
         # `rake secret`'s shape: 128 hex characters (Chatwoot asks for an alphanumeric SECRET_KEY_BASE).
-        secret_key_base = random.RandomBytes(f"{name}-secret-key-base", length=64, opts=child)
+        secret_key_base = random.RandomBytes(f"{name}-secret-key-base", length=64, opts=kept)
         # What `rails db:encryption:init` makes: 32 alphanumeric characters each.
         encryption = {
             key: random.RandomPassword(f"{name}-{suffix}", length=32, special=False, opts=kept)
@@ -155,27 +156,35 @@ class Chat(pulumi.ComponentResource):
         )
 
         # Redis keeps at most 3/4 of its limit (the rest is for the AOF rewrite's fork) and never evicts:
-        # evicting would drop queued jobs. The password goes in on stdin, not on redis-server's command line.
+        # evicting would drop queued jobs. The password is in a config file (issue 14), not on a command line
+        # or in the environment; redis-server reads the file, then the options after it.
         redis_max_mb = cfg.limits(f"{SERVICE}-redis").memory_mb * 3 // 4
+        redis_conf = d.secret_file(
+            self,
+            SERVICE,
+            "redis.conf",
+            redis_password.result.apply(lambda p: f"requirepass {p}\n"),
+            REDIS_UID,
+        )
+        redis_auth = f"REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' {redis_conf.path})\""
         redis = d.container(
             parent=self,
             service=SERVICE,
             role="redis",
             image="chatRedis",
             user=REDIS_UID,
-            entrypoint=["sh", "-c"],
+            entrypoint=["redis-server"],
             command=[
-                "exec redis-server - --dir /data --appendonly yes "
-                f"--maxmemory {redis_max_mb}mb --maxmemory-policy noeviction <<EOF\n"
-                "requirepass $REDIS_PASSWORD\n"
-                "EOF\n"
+                redis_conf.path,
+                *("--dir", "/data", "--appendonly", "yes", "--maxmemory", f"{redis_max_mb}mb"),
+                *("--maxmemory-policy", "noeviction"),
             ],
-            envs={"REDIS_PASSWORD": redis_password.result},
             mounts=[data.mount("redis", "/data")],
+            secret_files=[redis_conf],
             networks=[Attach(internal.name, aliases=(REDIS_ALIAS,))],
-            # REDISCLI_AUTH keeps the password off redis-cli's command line too.
+            # REDISCLI_AUTH, read from the config file inside the container: off redis-cli's command line.
             healthcheck=Healthcheck(
-                ['REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ping | grep -q PONG'], shell=True, interval="10s"
+                [f"{redis_auth} redis-cli ping | grep -q PONG"], shell=True, interval="10s"
             ),
             wait_healthy=True,
             depends_on=data.ready,
@@ -234,6 +243,10 @@ class Chat(pulumi.ComponentResource):
                 app_env |= {"SMTP_USERNAME": smtp.username, "SMTP_AUTHENTICATION": smtp.authentication}
                 app_secrets["SMTP_PASSWORD"] = secret(smtp.password)
 
+        # Chatwoot reads secrets from its environment only: an env file, sourced by the wrapper entrypoint.
+        env_file = d.env_file(
+            parent=self, service=SERVICE, name="chat.env", values=app_secrets, owner=APP_OWNER
+        )
         chatwoot = d.images.get("chatwoot")
         one_off = _OneOff(
             d,
@@ -242,6 +255,7 @@ class Chat(pulumi.ComponentResource):
             network=internal.name,
             env={"TZ": cfg.timezone, **app_env},
             secret_env=app_secrets,
+            env_file=env_file,
         )
         prepare = one_off.run(
             "prepare",
@@ -264,6 +278,13 @@ class Chat(pulumi.ComponentResource):
             ["bundle", "exec", "rails", "runner", BOOTSTRAP],
             extra_env=bootstrap_env,
             extra_secrets={"BOOTSTRAP_ADMIN_PASSWORD": admin_password.result},
+            extra_file=d.env_file(
+                parent=self,
+                service=SERVICE,
+                name="bootstrap.env",
+                values={"BOOTSTRAP_ADMIN_PASSWORD": admin_password.result},
+                owner=APP_OWNER,
+            ),
             # A new login or website; and after every prepare, so a database seeded anew never keeps the
             # onboarding page open.
             triggers=[chatwoot_ref, admin_email, chat.website_inbox or ""],
@@ -276,8 +297,9 @@ class Chat(pulumi.ComponentResource):
             "image": "chatwoot",
             "user": None,
             "root_reason": ROOT_REASON,
-            "envs": {**app_env, **app_secrets},
+            "envs": app_env,
             "mounts": [data.mount("storage", STORAGE)],
+            "secret_files": [env_file],
             "tmpfs": APP_TMPFS,
         }
         rails_networks = [*exposure.networks, Attach(internal.name, aliases=("rails",))]
@@ -287,7 +309,9 @@ class Chat(pulumi.ComponentResource):
         self.rails = d.container(
             role="rails",
             # No upstream entrypoint: it waits for Postgres and runs `bundle install`, both done before this
-            # starts; its stale-pid cleanup is moot with tmp/ on a tmpfs.
+            # starts; its stale-pid cleanup is moot with tmp/ on a tmpfs. The image declares no ENTRYPOINT
+            # (chatwoot docker/Dockerfile, final stage, at 02cf698): the wrapper runs the command as given.
+            entrypoint=[*ENV_FILE_WRAPPER, env_file.path],
             command=["bundle", "exec", "rails", "s", "-p", str(RAILS_PORT), "-b", "0.0.0.0"],
             networks=rails_networks,
             labels=exposure.labels,
@@ -308,6 +332,7 @@ class Chat(pulumi.ComponentResource):
         )
         self.sidekiq = d.container(
             role="sidekiq",
+            entrypoint=[*ENV_FILE_WRAPPER, env_file.path],
             command=["bundle", "exec", "sidekiq", "-C", "config/sidekiq.yml"],
             # Mail, webhooks and channel APIs need a route out: the client's shared network gives one.
             networks=[Attach(internal.name), Attach(d.shared_network)],
@@ -353,7 +378,9 @@ class Chat(pulumi.ComponentResource):
 class _OneOff:
     """A host step: `docker run --rm` of the Chatwoot image on the Chat network, with the app's environment.
 
-    Values reach `docker run` by name (`-e NAME`) from the step's environment, so none is in the script.
+    Plain values reach `docker run` by name (`-e NAME`) from the step's environment, so none is in the
+    script; secrets come from the app's env file (and the step's own one), mounted read-only and sourced by
+    /bin/sh as the entrypoint (issue 14). The step keeps the secrets only so that progress.sh masks them.
     The container is as hardened as the app's and named `<client>-chat-<role>`: a second run of the same
     step while one is still going fails on the name instead of migrating twice at once.
     """
@@ -367,11 +394,13 @@ class _OneOff:
         network: pulumi.Input[str],
         env: Mapping[str, pulumi.Input[str]],
         secret_env: Mapping[str, pulumi.Input[str]],
+        env_file: SecretFile,
     ):
         self._d = d
         self._parent = parent
         self._env = dict(env)
         self._secret_env = dict(secret_env)
+        self._env_file = env_file
         # The script's own inputs, not forwarded into the container.
         self._control = {"VH_CHAT_IMAGE": image_id, "VH_CHAT_NETWORK": network}
 
@@ -384,10 +413,12 @@ class _OneOff:
         depends_on: Sequence[pulumi.Resource],
         extra_env: Mapping[str, str] | None = None,
         extra_secrets: Mapping[str, pulumi.Input[str]] | None = None,
+        extra_file: SecretFile | None = None,
     ) -> pulumi.Resource:
         cfg = self._d.config
         env = {**self._env, **(extra_env or {})}
         secret_env = {**self._secret_env, **(extra_secrets or {})}
+        files = [self._env_file, *([extra_file] if extra_file else [])]
         limits = cfg.limits(f"{SERVICE}-rails")  # a Rails boot, like the app's
         labels = {
             f"{LABEL_PREFIX}.client": cfg.client,
@@ -407,7 +438,14 @@ class _OneOff:
             f"--memory-swap={limits.memory_mb}m",
             f"--cpus={limits.cpus}",
             *(f"--label={k}={v}" for k, v in sorted(labels.items())),
-            *(f"--env={k}" for k in sorted({**env, **secret_env})),
+            *(f"--env={k}" for k in sorted(env)),
+            *(f"--mount=type=bind,source={f.host_path},target={f.path},readonly" for f in files),
+            "--entrypoint=/bin/sh",
+        ]
+        wrapper = [
+            "-c",
+            f'set -a && {" && ".join(f". {f.path}" for f in files)} && set +a && exec "$@"',
+            "sh",
         ]
         lines = [
             # Minutes of migrations on an upgrade: progress lines on stderr, rails' own output kept aside
@@ -416,7 +454,7 @@ class _OneOff:
             '--network="$VH_CHAT_NETWORK"',
             *(shlex.quote(flag) for flag in flags),
             '"$VH_CHAT_IMAGE"',
-            " ".join(shlex.quote(part) for part in command),
+            " ".join(shlex.quote(part) for part in [*wrapper, *command]),
         ]
         script = PROGRESS + " \\\n  ".join(lines) + "\n"
         return self._d.run(
@@ -427,5 +465,5 @@ class _OneOff:
             secret_env=secret_env,
             progress=True,
             triggers=list(triggers),
-            depends_on=list(depends_on),
+            depends_on=[*depends_on, *(f.ready for f in files)],
         )

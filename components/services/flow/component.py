@@ -116,6 +116,19 @@ class Flow(pulumi.ComponentResource):
             depends_on=[*data.ready, *upgrade],
         )
 
+        # n8n reads `<VAR>_FILE` for each @Env setting (@n8n/config decorators.ts readEnv: as is, no trim, so
+        # the files end without a newline; ignored when <VAR> itself is set, even empty); the runner's
+        # launcher too (task-runner-launcher internal/config/lookuper.go, since 1.4.0). One uid (1000) for
+        # both: the runner token is one file, mounted in each.
+        files = {
+            var: d.secret_file(self, service, name, value, N8N_UID)
+            for var, name, value in [
+                ("N8N_ENCRYPTION_KEY", "encryption-key", encryption_key.hex),
+                ("DB_POSTGRESDB_PASSWORD", "db-password", db_password.result),
+                ("N8N_RUNNERS_AUTH_TOKEN", "runner-token", runner_token.result),
+                ("N8N_INSTANCE_OWNER_PASSWORD_HASH", "owner-password-hash", owner_password.bcrypt_hash),
+            ]
+        }
         exposure = d.expose(service, "n8n", N8N_PORT)
         url = exposure.url
         email, first_name, last_name = cfg.flow.owner(company=cfg.company, domain=cfg.domain)
@@ -126,32 +139,38 @@ class Flow(pulumi.ComponentResource):
             "N8N_EDITOR_BASE_URL": url,
             "N8N_WEBHOOK_URL": f"{url}/",  # WEBHOOK_URL before 2.35; the pin refuses older releases
             "N8N_SECURE_COOKIE": "true",  # browsers accept secure cookies on http://127.0.0.1 too
-            "N8N_ENCRYPTION_KEY": encryption_key.hex,
             "GENERIC_TIMEZONE": cfg.timezone,
             "DB_TYPE": "postgresdb",
             "DB_POSTGRESDB_HOST": databases.ALIAS,
             "DB_POSTGRESDB_DATABASE": DB_NAME,
             "DB_POSTGRESDB_USER": DB_USER,
-            "DB_POSTGRESDB_PASSWORD": db_password.result,
             # The broker binds n8n's address on the Flow network only, so front containers on the routed
             # network cannot reach it: TaskBrokerServer passes this to Node's server.listen(port, host), which
             # resolves a name (net.js lookupAndListen), and Docker's DNS answers the alias with that address.
             "N8N_RUNNERS_MODE": "external",
             "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": N8N_ALIAS,
-            "N8N_RUNNERS_AUTH_TOKEN": runner_token.result,
             "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
             "N8N_INSTANCE_OWNER_EMAIL": email,
             "N8N_INSTANCE_OWNER_FIRST_NAME": first_name,
             "N8N_INSTANCE_OWNER_LAST_NAME": last_name,
-            "N8N_INSTANCE_OWNER_PASSWORD_HASH": owner_password.bcrypt_hash,
             # A client's usage is not reported to n8n; the version is the stack's to change, not a banner's.
             "N8N_DIAGNOSTICS_ENABLED": "false",
             "N8N_VERSION_NOTIFICATIONS_ENABLED": "false",
+            # No call home a client did not ask for (@n8n/config 2.39.0, n8n 2.41.1's: each defaults to
+            # true and to an api.n8n.io endpoint): the template gallery, "what's new" and dynamic banners.
+            "N8N_TEMPLATES_ENABLED": "false",
+            "N8N_VERSION_NOTIFICATIONS_WHATS_NEW_ENABLED": "false",
+            "N8N_DYNAMIC_BANNERS_ENABLED": "false",
+            # The MCP server catalogue, fetched from api.n8n.io/api/mcp-servers at start and every 8 h
+            # (n8n 2.41.1 dist/modules/mcp-registry; a default module in @n8n/backend-common 1.41.1, and
+            # only a module list turns it off: a name unknown to the version is refused at start).
+            "N8N_DISABLED_MODULES": "mcp-registry",
             # @n8n/config NodesConfig.communityPackages (N8N_COMMUNITY_PACKAGES_ENABLED, default true).
             "N8N_COMMUNITY_PACKAGES_ENABLED": "false",
             # @n8n/config SecurityConfig (N8N_RESTRICT_FILE_ACCESS_TO; `;`-separated; empty = no limit).
             "N8N_RESTRICT_FILE_ACCESS_TO": FILES_FOLDER,
         }
+        envs |= {f"{var}_FILE": f.path for var, f in files.items()}
         if cfg.routed:
             envs["N8N_PROXY_HOPS"] = "1"  # Traefik: trust one X-Forwarded-* hop, no more
         networks = [*exposure.networks, Attach(internal.name, aliases=(N8N_ALIAS,))]
@@ -166,6 +185,7 @@ class Flow(pulumi.ComponentResource):
             user=N8N_UID,
             envs=envs,
             mounts=[data.mount("workflows", USER_FOLDER), data.mount("files", FILES_FOLDER)],
+            secret_files=list(files.values()),
             # n8n writes its user folder, the files folder and temporary files (uploads); and at start, with
             # the editor on, it copies the editor's assets to ~/.cache/n8n/public (n8n-core InstanceSettings
             # .staticCacheDir): without a writable ~/.cache it cannot start on a read-only root.
@@ -191,9 +211,10 @@ class Flow(pulumi.ComponentResource):
             user=RUNNER_UID,
             envs={
                 "N8N_RUNNERS_TASK_BROKER_URI": f"http://{N8N_ALIAS}:{BROKER_PORT}",
-                "N8N_RUNNERS_AUTH_TOKEN": runner_token.result,
+                "N8N_RUNNERS_AUTH_TOKEN_FILE": files["N8N_RUNNERS_AUTH_TOKEN"].path,
                 "GENERIC_TIMEZONE": cfg.timezone,  # dates in Code-node JavaScript
             },
+            secret_files=[files["N8N_RUNNERS_AUTH_TOKEN"]],
             networks=[Attach(internal.name)],
             healthcheck=_http_ok(LAUNCHER_HEALTH_PORT, "/healthz"),
             wait_healthy=True,
