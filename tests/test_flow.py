@@ -95,7 +95,7 @@ def test_n8n_environment_behind_traefik(routed: harness.Plan) -> None:
         "DB_POSTGRESDB_DATABASE": "n8n",
         "DB_POSTGRESDB_USER": "n8n",
         "N8N_RUNNERS_MODE": "external",
-        "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "n8n",
+        "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": "n8n-broker",
         "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
         "N8N_INSTANCE_OWNER_EMAIL": "admin@clientea.com",
         "N8N_INSTANCE_OWNER_FIRST_NAME": "Cliente A S.A.",
@@ -160,7 +160,7 @@ def test_runner_and_n8n_share_one_token_and_the_database_one_password(routed: ha
     token_file = env_of(flow[N8N])["N8N_RUNNERS_AUTH_TOKEN_FILE"]
     assert env_of(flow[RUNNER])["N8N_RUNNERS_AUTH_TOKEN_FILE"] == token_file
     assert re.fullmatch(r"[A-Za-z0-9]{48}", runner["N8N_RUNNERS_AUTH_TOKEN"])
-    assert runner["N8N_RUNNERS_TASK_BROKER_URI"] == "http://n8n:5679"
+    assert runner["N8N_RUNNERS_TASK_BROKER_URI"] == "http://n8n-broker:5679"
     db_password = secret_file_of(routed, flow[POSTGRES], postgres["POSTGRES_PASSWORD_FILE"])
     assert "POSTGRES_PASSWORD" not in postgres, "a file, read by the image's file_env (issue 14)"
     assert db_password == n8n["DB_POSTGRESDB_PASSWORD"]
@@ -223,7 +223,7 @@ def test_flow_internal_network_holds_the_runner_and_the_database(routed: harness
         for n in c.plain_inputs["networksAdvanced"]
         if n["name"] == "clientea-flow"
     }
-    assert aliases == {N8N: ["n8n"], RUNNER: None, POSTGRES: ["postgres"]}
+    assert aliases == {N8N: ["n8n-broker"], RUNNER: None, POSTGRES: ["postgres"]}
 
 
 def test_hostname_override_moves_every_public_url(plan: PlanFn) -> None:
@@ -324,10 +324,15 @@ def test_file_access_and_community_packages_are_decided(routed: harness.Plan) ->
 def test_task_broker_listens_on_the_flow_network_only(routed: harness.Plan) -> None:
     """TaskBrokerServer (packages/cli/src/task-runners/task-broker/task-broker-server.ts) calls
     `server.listen(port, listenAddress)`; Node resolves a host name there, and Docker's DNS gives the alias
-    the address on the network that carries it: the Flow internal one, never the routed one."""
+    the address on the network that carries it: the Flow internal one, never the routed one.
+
+    Unless the name is the container's hostname: Docker writes that into /etc/hosts with an address per
+    network, the routed one included, and getaddrinfo reads /etc/hosts first. The lab saw it (tools/lab_apps,
+    n8n 2.41.1): with `n8n` for both, the broker listened on the routed address and the runner was refused."""
     n8n = flow_containers(routed)[N8N]
     address = env_of(n8n)["N8N_RUNNERS_BROKER_LISTEN_ADDRESS"]
     assert address not in ("0.0.0.0", "::", ""), "every interface includes the routed network"
+    assert address != n8n.inputs["hostname"], "/etc/hosts maps the hostname to every network's address"
     attached = n8n.plain_inputs["networksAdvanced"]
     carrying = [n["name"] for n in attached if address in (n.get("aliases") or [])]
     assert carrying == ["clientea-flow"], "the alias names the internal network alone, not the routed one"

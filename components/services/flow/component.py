@@ -41,7 +41,12 @@ POSTGRES_UID = "70:70"  # `postgres` in the Alpine postgres image
 N8N_PORT = 5678
 BROKER_PORT = 5679
 LAUNCHER_HEALTH_PORT = 5680
-N8N_ALIAS = "n8n"  # names on the Flow internal network
+# n8n's name on the Flow internal network, for the broker alone. Not `n8n`: that is also the container's
+# hostname (core/container.py: hostname=role), which Docker writes into /etc/hosts once per network, the
+# routed network's address included and in no fixed order; getaddrinfo reads /etc/hosts before Docker's
+# DNS, so the broker bound the routed address and the runner, dialling the Flow one, was refused (the lab,
+# n8n 2.41.1 on Docker 20.10: "n8n Task Broker ready on n8n" at 10.51.0.2, runner ECONNREFUSED 10.51.1.3).
+BROKER_ALIAS = "n8n-broker"
 DB_NAME = DB_USER = "n8n"
 USER_FOLDER = "/home/node/.n8n"
 # SecurityConfig.restrictFileAccessTo's default (`~/.n8n-files`), given explicitly and backed by a data dir.
@@ -148,7 +153,7 @@ class Flow(pulumi.ComponentResource):
             # network cannot reach it: TaskBrokerServer passes this to Node's server.listen(port, host), which
             # resolves a name (net.js lookupAndListen), and Docker's DNS answers the alias with that address.
             "N8N_RUNNERS_MODE": "external",
-            "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": N8N_ALIAS,
+            "N8N_RUNNERS_BROKER_LISTEN_ADDRESS": BROKER_ALIAS,
             "N8N_INSTANCE_OWNER_MANAGED_BY_ENV": "true",
             "N8N_INSTANCE_OWNER_EMAIL": email,
             "N8N_INSTANCE_OWNER_FIRST_NAME": first_name,
@@ -173,7 +178,7 @@ class Flow(pulumi.ComponentResource):
         envs |= {f"{var}_FILE": f.path for var, f in files.items()}
         if cfg.routed:
             envs["N8N_PROXY_HOPS"] = "1"  # Traefik: trust one X-Forwarded-* hop, no more
-        networks = [*exposure.networks, Attach(internal.name, aliases=(N8N_ALIAS,))]
+        networks = [*exposure.networks, Attach(internal.name, aliases=(BROKER_ALIAS,))]
         if not cfg.routed:
             # An internal network can neither publish the loopback port nor reach the APIs workflows call.
             networks.insert(0, Attach(d.shared_network))
@@ -210,7 +215,7 @@ class Flow(pulumi.ComponentResource):
             image="n8nRunners",
             user=RUNNER_UID,
             envs={
-                "N8N_RUNNERS_TASK_BROKER_URI": f"http://{N8N_ALIAS}:{BROKER_PORT}",
+                "N8N_RUNNERS_TASK_BROKER_URI": f"http://{BROKER_ALIAS}:{BROKER_PORT}",
                 "N8N_RUNNERS_AUTH_TOKEN_FILE": files["N8N_RUNNERS_AUTH_TOKEN"].path,
                 "GENERIC_TIMEZONE": cfg.timezone,  # dates in Code-node JavaScript
             },
