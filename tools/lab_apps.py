@@ -221,6 +221,7 @@ class Lab:
 
 # -- the checks --------------------------------------------------------------------------------------------
 N8N, BROKER_PORT, GATEWAY = 5678, 5679, 18789
+DNS_CONTROL = "lab-dns-control.example"
 BROWSER = {"browser-id": "versatilehub-lab"}  # n8n binds its auth cookie to this header
 CODE_WORKFLOW = {
     "name": "lab code node",
@@ -328,6 +329,10 @@ def check_flow(lab_: Lab) -> None:
     lab_.record(
         "n8n resolved no vendor host", not names, f"asked {names}; all names: {sorted(set(lab_.dns.names))}"
     )
+    # The control: an empty log means nothing only if a lookup from n8n does reach the logger.
+    lab_.exec("flow-n8n", "node", "-e", f"require('dns').lookup('{DNS_CONTROL}', () => {{}})")
+    time.sleep(1)
+    lab_.record("the DNS log sees a lookup made in n8n (control)", DNS_CONTROL in lab_.dns.names)
 
 
 def probe_check(lab_: Lab, role: str, port: int, name: str, env: dict[str, str]) -> None:
