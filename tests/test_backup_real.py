@@ -1357,6 +1357,37 @@ def test_restic_in_its_container_runs_at_a_low_cpu_and_io_priority(tmp_path: Pat
     assert seen == {f"{min(19, os.nice(0) + 10)} best-effort: prio 7"}, seen
 
 
+def test_b2_keys_reach_restic_through_the_wrapper_not_the_docker_command(tmp_path: Path) -> None:
+    """Issue 14 item 4: a b2: repository's keys (restic v0.19.1 internal/backend/b2/config.go reads them from
+    the environment only) go in b2.env, which the --entrypoint /bin/sh wrapper exports before it execs the
+    image's entrypoint. A stand-in restic records its environment, niceness and I/O class. Before: `--env
+    B2_ACCOUNT_KEY` on the docker command, the key in the container's environment. About 1 s."""
+    w, env = _docker_world(tmp_path)
+    key = "K003 a'b$c"
+    (w.home / "restic.env").write_text(
+        f"RESTIC_REPOSITORY=b2:acme-backups:clientea\nRESTIC_PASSWORD={REPO_PASSWORD}\n"
+        f"B2_ACCOUNT_ID=003abcdef0123\nB2_ACCOUNT_KEY={key}\n"
+    )
+    probe_dir, record = tmp_path / "probe", tmp_path / "seen"
+    probe_dir.mkdir()
+    (probe_dir / "restic").write_text(
+        "#!/bin/sh\n"
+        f'{{ echo "$(cut -d" " -f19 /proc/self/stat) $(ionice)"; env; }} > {record}\n'
+        'case "$*" in *snapshots*) echo "[]";; esac\n'
+    )
+    (probe_dir / "restic").chmod(0o755)
+    env["PATH"] = env["PATH"].replace(":", f":{probe_dir}:", 1)
+    w.vh("snapshots", extra_env=env)
+    [call] = [json.loads(line) for line in (tmp_path / "shim" / "calls.jsonl").read_text().splitlines()]
+    assert not [a for a in call if "003abcdef0123" in a or "K003" in a or a.startswith("B2_")], call
+    assert call[0] == "run" and call[call.index("--entrypoint") + 1] == "/bin/sh"
+    priority, *environment = record.read_text().splitlines()
+    assert {"B2_ACCOUNT_ID=003abcdef0123", f"B2_ACCOUNT_KEY={key}"} <= set(environment)
+    assert f"RESTIC_PASSWORD_FILE={w.home}/secrets/restic-password" in environment
+    assert not [e for e in environment if e.startswith("RESTIC_PASSWORD=")]
+    assert priority == f"{min(19, os.nice(0) + 10)} best-effort: prio 7"  # the image's entrypoint ran
+
+
 # -- the restore drill (issue 17, item 11) -------------------------------------------------------------------
 
 
