@@ -1361,7 +1361,7 @@ def test_b2_keys_reach_restic_through_the_wrapper_not_the_docker_command(tmp_pat
     """Issue 14 item 4: a b2: repository's keys (restic v0.19.1 internal/backend/b2/config.go reads them from
     the environment only) go in b2.env, which the --entrypoint /bin/sh wrapper exports before it execs the
     image's entrypoint. A stand-in restic records its environment, niceness and I/O class. Before: `--env
-    B2_ACCOUNT_KEY` on the docker command, the key in the container's environment. About 1 s."""
+    B2_ACCOUNT_KEY` on the docker command, the key in the container's environment. About 2 s."""
     w, env = _docker_world(tmp_path)
     key = "K003 a'b$c"
     (w.home / "restic.env").write_text(
@@ -1386,6 +1386,16 @@ def test_b2_keys_reach_restic_through_the_wrapper_not_the_docker_command(tmp_pat
     assert f"RESTIC_PASSWORD_FILE={w.home}/secrets/restic-password" in environment
     assert not [e for e in environment if e.startswith("RESTIC_PASSWORD=")]
     assert priority == f"{min(19, os.nice(0) + 10)} best-effort: prio 7"  # the image's entrypoint ran
+    # The stand-in stays strict: an entrypoint that would skip the image's own is refused.
+    skip = [*call[: call.index("--entrypoint")], "--entrypoint", "/usr/bin/restic", "restic/restic:0.19.1"]
+    shim = [PYTHON, str(ROOT / "tests" / "docker_shim.py")]
+    refused = subprocess.run(
+        [*shim, *skip, "snapshots"], env=env, capture_output=True, text=True, check=False
+    )
+    assert (refused.returncode, refused.stderr) == (
+        125,
+        "shim: unsupported entrypoint /usr/bin/restic snapshots\n",
+    )
 
 
 # -- the restore drill (issue 17, item 11) -------------------------------------------------------------------
