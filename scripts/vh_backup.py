@@ -546,6 +546,22 @@ def _with_password(source: dict[str, Any], variable: str, argv: list[str]) -> li
     return ["sh", "-c", f'f=$1; shift; {variable}="$(cat "$f")" exec "$@"', "sh", path, *argv]
 
 
+# The dumps at restic's priorities (PRIORITY, issue 17 item 6): a `docker exec` starts at the database
+# container's own priority, whatever the unit's Nice= says, so the dump lowers its own first. Lowering
+# one's own CPU and I/O priority needs no capability (nice(2), ioprio_set(2) for IOPRIO_CLASS_BE), so it
+# applies under --cap-drop ALL; an image without ionice (or a kernel refusing it) keeps just the nice.
+LOW_PRIORITY_SCRIPT = (
+    'if ionice -c "$IONICE_CLASS" -n "$IONICE_PRIORITY" true 2>/dev/null; then'
+    ' exec nice -n "$NICE" ionice -c "$IONICE_CLASS" -n "$IONICE_PRIORITY" "$@"; fi;'
+    ' exec nice -n "$NICE" "$@"'
+)
+
+
+def _low_priority(argv: list[str]) -> list[str]:
+    assignments = [f"{name}={value}" for name, value in PRIORITY.items()]
+    return ["env", *assignments, "sh", "-c", LOW_PRIORITY_SCRIPT, "sh", *argv]
+
+
 def dump_argv(m: Manifest, source: dict[str, Any]) -> list[str]:
     user, database = source["user"], source["database"]
     connect = list(source.get("connect", []))  # e.g. --host/--port where the database is reached directly
@@ -553,7 +569,7 @@ def dump_argv(m: Manifest, source: dict[str, Any]) -> list[str]:
         # Custom format (pg_restore), uncompressed so that restic deduplicates and compresses it.
         tool = ["pg_dump", "--format=custom", "--compress=0", "--no-owner", "--no-acl", *connect]
         tool += [f"--username={user}", f"--dbname={database}"]
-        return in_container(m, source, _with_password(source, "PGPASSWORD", tool))
+        return in_container(m, source, _low_priority(_with_password(source, "PGPASSWORD", tool)))
     if source["engine"] == "mariadb":
         # One consistent InnoDB snapshot without locking the tables; no dump date, so an unchanged
         # database gives an identical file.
@@ -566,7 +582,7 @@ def dump_argv(m: Manifest, source: dict[str, Any]) -> list[str]:
             "--databases",
             database,
         ]
-        return in_container(m, source, _with_password(source, "MYSQL_PWD", tool))
+        return in_container(m, source, _low_priority(_with_password(source, "MYSQL_PWD", tool)))
     raise Failure(f"{source['id']}: unknown engine {source['engine']!r}")
 
 

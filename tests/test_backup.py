@@ -557,11 +557,16 @@ def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
     assert re.fullmatch(r"clientea-\d+-\d+", token) and vh.Manifest(str(home)).run_token != token
     assert vh.dump_argv(m, pg) == [
         "docker", "exec", "--env", f"VH_BACKUP_RUN={token}", "clientea-chat-postgres",
+        "env", "NICE=10", "IONICE_CLASS=2", "IONICE_PRIORITY=7", "sh", "-c", vh.LOW_PRIORITY_SCRIPT, "sh",
         "sh", "-c", 'f=$1; shift; PGPASSWORD="$(cat "$f")" exec "$@"', "sh", "/run/secrets/pg-pw",
         "pg_dump", "--format=custom", "--compress=0", "--no-owner", "--no-acl",
         "--username=postgres", "--dbname=chatwoot",
     ]  # fmt: skip
     maria_argv = vh.dump_argv(m, maria)
+    priority = ["env", "NICE=10", "IONICE_CLASS=2", "IONICE_PRIORITY=7"]
+    priority += ["sh", "-c", vh.LOW_PRIORITY_SCRIPT, "sh"]
+    assert maria_argv[5:13] == priority  # the dump lowers its own priority first
+    del maria_argv[5:13]
     assert maria_argv[:10] == [
         "docker",
         "exec",

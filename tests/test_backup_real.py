@@ -1398,6 +1398,35 @@ def test_b2_keys_reach_restic_through_the_wrapper_not_the_docker_command(tmp_pat
     )
 
 
+def test_the_dumps_lower_their_own_priority_with_or_without_ionice(tmp_path: Path) -> None:
+    """Before: only restic ran low (through its image's entrypoint); pg_dump and mariadb-dump, started by
+    `docker exec` in the database's container, ran at its priority. The wrapper dump_argv puts in front of
+    each dump, run for real: the dump records its own niceness and I/O class; where the image has no
+    ionice (a minimal one), the nice still applies and the dump still runs."""
+    from tests.test_backup import load_script
+
+    vh = load_script()
+    record = tmp_path / "seen"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pg_dump").write_text(
+        f'#!/bin/sh\necho "$(cut -d" " -f19 /proc/self/stat) $(ionice) $*" >> {record}\n'
+    )
+    (bin_dir / "pg_dump").chmod(0o755)
+    expected_nice = min(19, os.nice(0) + 10)
+    argv = vh._low_priority(["pg_dump", "--dbname=chatwoot"])
+    subprocess.run(argv, env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, check=True, timeout=30)
+    assert record.read_text().splitlines() == [f"{expected_nice} best-effort: prio 7 --dbname=chatwoot"]
+    # No ionice in the image: a PATH holding only sh, env, nice and the dump.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for tool in ("sh", "env", "nice", "cut"):
+        (bare / tool).symlink_to(shutil.which(tool) or tool)
+    (bin_dir / "pg_dump").write_text(f'#!/bin/sh\necho "$(cut -d" " -f19 /proc/self/stat) $*" > {record}\n')
+    subprocess.run(argv, env={"PATH": f"{bin_dir}:{bare}"}, check=True, timeout=30)
+    assert record.read_text().splitlines() == [f"{expected_nice} --dbname=chatwoot"]
+
+
 # -- the restore drill (issue 17, item 11) -------------------------------------------------------------------
 
 
