@@ -62,6 +62,12 @@ WRITE_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
 # and IOScheduling*= never reach it: dockerd starts the container, not the unit. Lowering one's own
 # priority needs no capability, so they apply with --cap-drop ALL.
 PRIORITY = {"NICE": "10", "IONICE_CLASS": "2", "IONICE_PRIORITY": "7"}  # best-effort, lowest level
+# A B2 repository's keys reach restic through a wrapper: the image's ENTRYPOINT is /entrypoint.sh on alpine,
+# whose busybox is /bin/sh (docker/Dockerfile.release at restic v0.19.1); `sh -c WRAPPER FILE ARGS` exports
+# the env file's KEY='value' lines, then execs that entrypoint with ARGS, so PRIORITY still applies.
+IMAGE_ENTRYPOINT = "/entrypoint.sh"
+B2_WRAPPER = f'set -a && . "$0" && set +a && exec {IMAGE_ENTRYPOINT} "$@"'
+B2_KEYS = ("B2_ACCOUNT_ID", "B2_ACCOUNT_KEY")
 # How long a command waits for another host's live lock before it fails (restic >= 0.16: --retry-lock).
 RETRY_LOCK = "10m"
 DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql"}
@@ -222,6 +228,11 @@ def load_env(path: str) -> dict[str, str]:
     return env
 
 
+def _sh_quoted(value: str) -> str:
+    """One word for sh, whatever it holds: single quotes keep all literal but a quote, written '\\''."""
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
 # ---------------------------------------------------------------------------------------------------
 # restic, the same invocation everywhere: a local binary, or the pinned image with every path at its place
 # ---------------------------------------------------------------------------------------------------
@@ -234,6 +245,7 @@ class Restic:
         self.env = load_env(env_file)
         self.env["RESTIC_CACHE_DIR"] = manifest.cache
         self.secrets_dir: str | None = None
+        self.b2_env: str | None = None  # the docker runtime's B2 keys file, sourced by B2_WRAPPER
         if manifest.runtime == "docker":
             self.env |= PRIORITY
             self._secrets_as_files()
@@ -246,23 +258,32 @@ class Restic:
         self._features: frozenset[str] | None = None
 
     def _secrets_as_files(self) -> None:
-        """Docker runtime: the password (and S3 keys) reach the restic container as read-only files, never
-        in its environment, which `docker inspect` shows (issue 14). restic reads RESTIC_PASSWORD_FILE with
-        TrimSpace (internal/global/global.go LoadPasswordFromFile, v0.19.1) and an S3 repository's keys from
-        AWS_SHARED_CREDENTIALS_FILE (internal/backend/s3/s3.go: FileAWSCredentials in its credentials
-        chain). B2 keys are read from the environment only (internal/backend/b2/config.go,
-        ApplyEnvironment): they still go by name (`--env NAME`), so `docker inspect` of a running backup
-        container shows them."""
+        """Docker runtime: the password and the storage keys reach the restic container as read-only files
+        in a 0700 folder, never in its environment or argv, which `docker inspect` shows (issue 14). restic
+        reads RESTIC_PASSWORD_FILE with TrimSpace (internal/global/global.go LoadPasswordFromFile, v0.19.1)
+        and an S3 repository's keys from AWS_SHARED_CREDENTIALS_FILE (internal/backend/s3/s3.go:
+        FileAWSCredentials in its credentials chain). B2 keys are read from the environment only
+        (internal/backend/b2/config.go, ApplyEnvironment): they go to b2.env (KEY='value' lines), which
+        B2_WRAPPER exports inside the container just before the image's entrypoint runs restic."""
         directory = os.path.join(self.m.home, "secrets")
         _safe(directory)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
-        files = {"RESTIC_PASSWORD_FILE": ("restic-password", self.env.pop("RESTIC_PASSWORD") + "\n")}
+        files: list[tuple[str | None, str, str]] = [
+            ("RESTIC_PASSWORD_FILE", "restic-password", self.env.pop("RESTIC_PASSWORD") + "\n")
+        ]
         if "AWS_ACCESS_KEY_ID" in self.env and "AWS_SECRET_ACCESS_KEY" in self.env:
             ident, key = self.env.pop("AWS_ACCESS_KEY_ID"), self.env.pop("AWS_SECRET_ACCESS_KEY")
             text = f"[default]\naws_access_key_id = {ident}\naws_secret_access_key = {key}\n"
-            files["AWS_SHARED_CREDENTIALS_FILE"] = ("aws-credentials", text)
-        for variable, (name, text) in files.items():
+            files.append(("AWS_SHARED_CREDENTIALS_FILE", "aws-credentials", text))
+        b2 = {key: self.env.pop(key) for key in B2_KEYS if key in self.env}
+        if b2:
+            text = "".join(f"{key}={_sh_quoted(value)}\n" for key, value in b2.items())
+            files.append((None, "b2.env", text))
+        else:  # no B2 repository (any more): no keys left behind
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, "b2.env"))
+        for variable, name, text in files:
             path = os.path.join(directory, name)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path + ".new")
@@ -270,7 +291,10 @@ class Restic:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             os.replace(path + ".new", path)
-            self.env[variable] = path
+            if variable:
+                self.env[variable] = path
+            else:
+                self.b2_env = path
         self.secrets_dir = directory
 
     def features(self) -> frozenset[str]:
@@ -309,6 +333,8 @@ class Restic:
             volumes.append((self.local_repository, True))
         for path, writable in volumes:
             argv += ["--volume", f"{_safe(path)}:{path}:{'rw' if writable else 'ro'}"]
+        if self.b2_env:  # the wrapper exports the B2 keys, then runs the image's entrypoint
+            return [*argv, "--entrypoint", "/bin/sh", self.m.image, "-c", B2_WRAPPER, self.b2_env, *args]
         return [*argv, self.m.image, *args]  # the image's entrypoint: restic at PRIORITY
 
     def run(

@@ -3,10 +3,12 @@
 It does what vh-backup asks of Docker with local means and records every call:
 - `docker run ... --volume SRC:DST:MODE ... IMAGE ARGS`: runs Debian's restic through what the image's
   entrypoint does (restic's docker/entrypoint.sh at v0.19.1: nice -n $NICE, ionice -c $IONICE_CLASS -n
-  $IONICE_PRIORITY when the class is set; no --entrypoint is accepted), with ARGS (the invariant that lets
-  it: every volume is mounted at its own path, SRC == DST) as a container
+  $IONICE_PRIORITY when the class is set), with ARGS (the invariant that lets it: every volume is mounted
+  at its own path, SRC == DST) as a container
   runs it: PID 1 of a PID namespace of its own, under the --hostname given, in a UTS namespace of its own
-  (restic's locks record both);
+  (restic's locks record both). The one --entrypoint accepted is vh-backup's B2 wrapper
+  (`--entrypoint /bin/sh IMAGE -c SCRIPT FILE ARGS`, SCRIPT ending in `exec /entrypoint.sh "$@"`): SCRIPT
+  runs there with /entrypoint.sh standing for the stand-in's own entrypoint (the same nice/ionice/restic);
 - `docker exec [-i] [--user U] [--env NAME=VALUE]... NAME ARGV...`: runs ARGV here, with the container's
   environment from the state file (e.g. POSTGRES_PASSWORD, and PGHOST/PGPORT pointing at the test server)
   and the --env entries; --user is recorded, not applied. With DOCKER_SHIM_DETACHED_EXEC=1 it behaves like
@@ -51,6 +53,7 @@ def main(argv: list[str]) -> int:
             "--env",
             "--volume",
             "--network",
+            "--entrypoint",
         }
         image_at = 1
         while argv[image_at].startswith("-"):
@@ -67,14 +70,28 @@ def main(argv: list[str]) -> int:
                     print(f"shim: volume {argv[i + 1]} is not mounted at its own path", file=sys.stderr)
                     return 125
         hostname = argv[argv.index("--hostname") + 1] if "--hostname" in argv[:image_at] else "container"
-        namespaces = ["unshare", "--pid", "--uts", "--fork", "--kill-child"]
-        inside = (
-            'hostname "$1" && shift && set -- restic "$@" && '
-            'if [ -n "$IONICE_CLASS" ]; then '
-            'set -- ionice -c "$IONICE_CLASS" -n "${IONICE_PRIORITY:-4}" "$@"; fi'
-            ' && exec nice -n "${NICE:-0}" "$@"'
+        entrypoint = state_dir / "entrypoint.sh"  # restic's docker/entrypoint.sh at v0.19.1, restic from PATH
+        written = entrypoint.with_name(f"entrypoint.{os.getpid()}")  # whole, for runs side by side
+        written.write_text(
+            '#!/bin/sh -e\nset -- restic "$@"\n'
+            'if [ -n "${IONICE_CLASS}" ]; then\n'
+            '\tset -- ionice -c "${IONICE_CLASS}" -n "${IONICE_PRIORITY:-4}" "$@"\nfi\n'
+            'exec nice -n "${NICE:-0}" "$@"\n'
         )
-        os.execvp("unshare", [*namespaces, "sh", "-c", inside, "sh", hostname, *argv[image_at + 1 :]])
+        written.chmod(0o755)
+        written.replace(entrypoint)
+        command = [str(entrypoint), *argv[image_at + 1 :]]
+        if "--entrypoint" in argv[:image_at]:
+            given, rest = argv[argv.index("--entrypoint") + 1], argv[image_at + 1 :]
+            tail = 'exec /entrypoint.sh "$@"'
+            if given != "/bin/sh" or rest[:1] != ["-c"] or len(rest) < 3 or not rest[1].endswith(tail):
+                print(f"shim: unsupported entrypoint {given} {' '.join(rest[:2])}", file=sys.stderr)
+                return 125
+            script = rest[1].removesuffix(tail) + f'exec {entrypoint} "$@"'
+            command = ["sh", "-c", script, *rest[2:]]
+        namespaces = ["unshare", "--pid", "--uts", "--fork", "--kill-child"]
+        inside = 'hostname "$1" && shift && exec "$@"'
+        os.execvp("unshare", [*namespaces, "sh", "-c", inside, "sh", hostname, *command])
     if command == "exec":
         i, extra = 1, {}
         while argv[i].startswith("-"):

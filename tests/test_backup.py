@@ -479,6 +479,54 @@ def test_restic_runs_as_the_pinned_image_with_secrets_by_name_only(tmp_path: Pat
     assert "pw-0123456789" not in " ".join(argv)
 
 
+def test_b2_keys_reach_the_restic_container_in_a_file_only(tmp_path: Path) -> None:
+    """restic's native B2 backend reads B2_ACCOUNT_ID/B2_ACCOUNT_KEY from the environment only
+    (internal/backend/b2/config.go ApplyEnvironment, v0.19.1). Before: `--env B2_ACCOUNT_KEY`, so `docker
+    inspect` showed the key. Now a 0400 env file a /bin/sh wrapper exports, then it execs the image's
+    ENTRYPOINT /entrypoint.sh (docker/Dockerfile.release at v0.19.1; alpine, busybox /bin/sh)."""
+    vh = load_script()
+    home = tmp_path / "home"
+    home.mkdir()
+    repository = "b2:acme-backups:clientea"
+    config = backup.BackupConfig.model_validate(
+        {"repository": repository, "keyId": "003abcdef0123", "applicationKey": "K003ab'c$d"}
+    )
+    settings = backup.settings("clientea", config, "restic/restic:0.19.1")
+    (home / "settings.json").write_text(json.dumps(settings))
+    env = home / "restic.env"
+    env.write_text(
+        f"RESTIC_REPOSITORY={repository}\nRESTIC_PASSWORD=pw-0123456789\n"
+        "B2_ACCOUNT_ID=003abcdef0123\nB2_ACCOUNT_KEY=K003ab'c$d\n"
+    )
+    env.chmod(0o600)
+    restic = vh.Restic(vh.Manifest(str(home)), str(env))
+    argv = restic.argv(["snapshots", "--json"])
+    names = [argv[i + 1] for i, a in enumerate(argv) if a == "--env"]
+    assert not [n for n in names if n.startswith("B2_")] and "B2_ACCOUNT_KEY" not in restic.env
+    assert not any("003abcdef0123" in a or "K003ab" in a for a in argv)
+    assert {"NICE", "IONICE_CLASS", "IONICE_PRIORITY", "RESTIC_PASSWORD_FILE"} <= set(names)
+    b2_env = home / "secrets" / "b2.env"
+    image_at = argv.index("restic/restic:0.19.1")
+    assert argv[image_at - 2 : image_at] == ["--entrypoint", "/bin/sh"]
+    assert argv[image_at + 1 :] == [
+        "-c", 'set -a && . "$0" && set +a && exec /entrypoint.sh "$@"', str(b2_env), "snapshots", "--json"
+    ]  # fmt: skip
+    assert f"--volume {home}/secrets:{home}/secrets:ro" in " ".join(argv)
+    assert b2_env.read_text() == "B2_ACCOUNT_ID='003abcdef0123'\nB2_ACCOUNT_KEY='K003ab'\\''c$d'\n"
+    assert oct(b2_env.stat().st_mode & 0o777) == "0o400"
+    # What the wrapper's sh makes of the file: the keys, exactly.
+    seen = subprocess.run(
+        ["sh", "-c", argv[image_at + 2].replace("exec /entrypoint.sh", "exec env"), str(b2_env)],
+        capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]},
+    ).stdout.splitlines()  # fmt: skip
+    assert {"B2_ACCOUNT_ID=003abcdef0123", "B2_ACCOUNT_KEY=K003ab'c$d"} <= set(seen)
+
+    # Another repository later: no B2 keys are left behind, and restic runs through the image's entrypoint.
+    env.write_text(f"RESTIC_REPOSITORY={B2}\nRESTIC_PASSWORD=pw-0123456789\n")
+    again = vh.Restic(vh.Manifest(str(home)), str(env)).argv(["snapshots"])
+    assert not b2_env.exists() and "--entrypoint" not in again
+
+
 def test_dumps_run_inside_the_database_containers(tmp_path: Path) -> None:
     vh = load_script()
     home = tmp_path / "home"

@@ -1357,6 +1357,47 @@ def test_restic_in_its_container_runs_at_a_low_cpu_and_io_priority(tmp_path: Pat
     assert seen == {f"{min(19, os.nice(0) + 10)} best-effort: prio 7"}, seen
 
 
+def test_b2_keys_reach_restic_through_the_wrapper_not_the_docker_command(tmp_path: Path) -> None:
+    """Issue 14 item 4: a b2: repository's keys (restic v0.19.1 internal/backend/b2/config.go reads them from
+    the environment only) go in b2.env, which the --entrypoint /bin/sh wrapper exports before it execs the
+    image's entrypoint. A stand-in restic records its environment, niceness and I/O class. Before: `--env
+    B2_ACCOUNT_KEY` on the docker command, the key in the container's environment. About 2 s."""
+    w, env = _docker_world(tmp_path)
+    key = "K003 a'b$c"
+    (w.home / "restic.env").write_text(
+        f"RESTIC_REPOSITORY=b2:acme-backups:clientea\nRESTIC_PASSWORD={REPO_PASSWORD}\n"
+        f"B2_ACCOUNT_ID=003abcdef0123\nB2_ACCOUNT_KEY={key}\n"
+    )
+    probe_dir, record = tmp_path / "probe", tmp_path / "seen"
+    probe_dir.mkdir()
+    (probe_dir / "restic").write_text(
+        "#!/bin/sh\n"
+        f'{{ echo "$(cut -d" " -f19 /proc/self/stat) $(ionice)"; env; }} > {record}\n'
+        'case "$*" in *snapshots*) echo "[]";; esac\n'
+    )
+    (probe_dir / "restic").chmod(0o755)
+    env["PATH"] = env["PATH"].replace(":", f":{probe_dir}:", 1)
+    w.vh("snapshots", extra_env=env)
+    [call] = [json.loads(line) for line in (tmp_path / "shim" / "calls.jsonl").read_text().splitlines()]
+    assert not [a for a in call if "003abcdef0123" in a or "K003" in a or a.startswith("B2_")], call
+    assert call[0] == "run" and call[call.index("--entrypoint") + 1] == "/bin/sh"
+    priority, *environment = record.read_text().splitlines()
+    assert {"B2_ACCOUNT_ID=003abcdef0123", f"B2_ACCOUNT_KEY={key}"} <= set(environment)
+    assert f"RESTIC_PASSWORD_FILE={w.home}/secrets/restic-password" in environment
+    assert not [e for e in environment if e.startswith("RESTIC_PASSWORD=")]
+    assert priority == f"{min(19, os.nice(0) + 10)} best-effort: prio 7"  # the image's entrypoint ran
+    # The stand-in stays strict: an entrypoint that would skip the image's own is refused.
+    skip = [*call[: call.index("--entrypoint")], "--entrypoint", "/usr/bin/restic", "restic/restic:0.19.1"]
+    shim = [PYTHON, str(ROOT / "tests" / "docker_shim.py")]
+    refused = subprocess.run(
+        [*shim, *skip, "snapshots"], env=env, capture_output=True, text=True, check=False
+    )
+    assert (refused.returncode, refused.stderr) == (
+        125,
+        "shim: unsupported entrypoint /usr/bin/restic snapshots\n",
+    )
+
+
 def test_the_dumps_lower_their_own_priority_with_or_without_ionice(tmp_path: Path) -> None:
     """Before: only restic ran low (through its image's entrypoint); pg_dump and mariadb-dump, started by
     `docker exec` in the database's container, ran at its priority. The wrapper dump_argv puts in front of

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.suite import SERVICE_COMPONENTS
-from tests.conftest import PlanFn, env_of, labels_of, networks_of
+from tests.conftest import PlanFn, env_of, labels_of, networks_of, secret_file_of
 from tools import harness
 
 NETWORK = "docker:index/network:Network"
@@ -102,10 +102,12 @@ def test_dashboard_is_behind_tls_and_basic_auth_with_a_generated_password(plan: 
         and labels[f"{router}.tls.certresolver"] == "le"
     )
     assert "clientea-dashboard-auth@docker" in labels[f"{router}.middlewares"]
-    users = labels["traefik.http.middlewares.clientea-dashboard-auth.basicauth.users"]
-    assert (
-        users.startswith("admin:$2") and len(users) == len("admin:") + 60
-    )  # a bcrypt hash, never the password
+    # The hash in a file Traefik reads, never in a label (labels are readable through the socket proxy).
+    assert "traefik.http.middlewares.clientea-dashboard-auth.basicauth.users" not in labels
+    path = labels["traefik.http.middlewares.clientea-dashboard-auth.basicauth.usersfile"]
+    users = secret_file_of(p, traefik, path)
+    assert users.startswith("admin:$2") and len(users) == len("admin:") + 60 + 1  # bcrypt, one line
+    assert not any(users.strip() in value for value in labels.values())
     password = p.get("random:index/randomPassword:RandomPassword", "edge-dashboard-password")
     assert password.inputs["length"] >= 32
     out = p.outputs["traefikDashboard"]

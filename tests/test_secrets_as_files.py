@@ -232,6 +232,41 @@ def test_the_step_writes_0400_owned_files_and_keeps_the_value_off_every_command_
     assert "--network none" in log and "p4ss" not in log
 
 
+def test_the_step_writes_the_file_through_a_real_engine(tmp_path: Any, docker_engine: Any) -> None:
+    """The same step with the real docker CLI and a private dockerd (tools/engine.py), the helper being a
+    local Debian image (no registry: the pinned restic image stands for any image with a shell and
+    coreutils): the bind mount, the ownership and the rename happen as on a server (the stub test above
+    checks that no argv holds the value)."""
+    import os
+    import stat
+    import subprocess
+
+    from components.core import secrets
+    from components.core.host import PREAMBLE
+    from tools import engine
+
+    image = engine.base_image(docker_engine)
+    value = "r3al-engine 'quoted' $HOME"
+    folder = tmp_path / "secrets" / "chat"
+    env = {
+        **docker_engine.env,
+        "VH_FILE_DIR": str(folder),
+        "VH_FILE_NAME": "redis.conf",
+        "VH_FILE_OWNER": "999:999",
+        "VH_HELPER_IMAGE": image,
+        "VH_SECRET_VALUE": value,
+    }
+    for _ in range(2):  # created, then rotated in place
+        subprocess.run(["/bin/bash", "-c", PREAMBLE + secrets.WRITE], env=env, check=True, timeout=120)
+    path = folder / "redis.conf"
+    st = path.stat()
+    assert path.read_text() == value
+    assert stat.S_IMODE(st.st_mode) == 0o400 and (st.st_uid, st.st_gid) == (999, 999)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and os.listdir(folder) == ["redis.conf"]
+    # The helpers are gone (--rm): nothing left that holds the value on the engine.
+    assert docker_engine.docker("ps", "-aq", "--filter", f"ancestor={image}").strip() == ""
+
+
 def _plan_json() -> dict[str, Any]:
     """`python -m tools.plan clienteA --json`, as the file holds it."""
     doc: dict[str, Any] = json.loads(json.dumps(harness.plan_stack("clienteA").to_json()))

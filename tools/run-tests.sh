@@ -34,4 +34,7 @@ export UV_PYTHON_DOWNLOADS=never
 command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==0.13.8"
 uv sync --locked --quiet --compile-bytecode  # .pyc now: imports are most of a plan's time
 
-.venv/bin/python -m pytest "$@"
+# Two workers (one per core), each taking whole files (module fixtures, and the real-server files stay
+# together): the real-server tests mostly wait on their servers, so the suite takes about half the time.
+# Each worker that needs one starts its own private dockerd (tools/engine.py picks its address pool by pid).
+.venv/bin/python -m pytest --numprocesses=auto --dist=loadfile "$@"

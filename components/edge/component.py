@@ -21,6 +21,7 @@ import pulumi_random as random
 from components.core import routing
 from components.core.container import Attach, Healthcheck
 from components.core.deployment import Deployment, FileSet
+from components.core.secrets import SecretFile
 from components.core.storage import DataDir
 
 if TYPE_CHECKING:  # the type only: core never imports the sections it is handed
@@ -210,6 +211,7 @@ class Edge(pulumi.ComponentResource):
             )
         self.dashboard_url = None
         self.dashboard_password = None
+        secret_files: list[SecretFile] = []
         if traefik_cfg.dashboard:
             args.append("--api.dashboard=true")  # never api.insecure: only the router below reaches it
             password = random.RandomPassword(
@@ -231,10 +233,18 @@ class Edge(pulumi.ComponentResource):
                     **traefik_cfg.hsts,
                 )
             )
-            # Traefik accepts bcrypt hashes; through the Docker API a `$` needs no escaping.
-            labels[f"traefik.http.middlewares.{auth}.basicauth.users"] = password.bcrypt_hash.apply(
-                lambda h: f"admin:{h}"
+            # The bcrypt hash in a file Traefik reads (basicAuth `usersFile`, one `user:hash` line per user,
+            # Traefik v3 docs middlewares/http/basicauth), not in a label: labels are readable by anyone
+            # with the socket proxy's CONTAINERS=1, and a hash is material for an offline attack.
+            users = d.secret_file(
+                self,
+                "edge",
+                "dashboard-users",
+                pulumi.Output.secret(password.bcrypt_hash.apply(lambda h: f"admin:{h}\n")),
+                owner=TRAEFIK_UID,
             )
+            secret_files.append(users)
+            labels[f"traefik.http.middlewares.{auth}.basicauth.usersfile"] = users.path
             self.dashboard_url = f"https://{dashboard_host}/dashboard/"
             self.dashboard_password = password.result
 
@@ -249,6 +259,7 @@ class Edge(pulumi.ComponentResource):
             networks=[Attach(d.web_network), Attach(edge_net.name)],
             ports=public_ports(ipv6=traefik_cfg.ipv6),
             labels=labels,
+            secret_files=secret_files,
             # `traefik healthcheck` reads only its own flags: it must be told where ping listens.
             healthcheck=Healthcheck(
                 ["traefik", "healthcheck", *PING_ARGS], interval="10s", start_period="10s"
