@@ -38,6 +38,13 @@ RAILS, SIDEKIQ, POSTGRES, REDIS = (f"clientea-chat-{r}" for r in ("rails", "side
 CHATWOOT = "chatwoot/chatwoot:v4.18.0"
 ADMIN = "soporte@clientea.com"
 COMMAND = "command:local:Command"
+# An SMTP relay with a login, its password a `secure:` value of the stack.
+SMTP_WITH_LOGIN = {
+    "address": "smtp.clientea.com",
+    "sender": "chat@clientea.com",
+    "username": "chat@clientea.com",
+    "password": {"secure": "v1:smtp"},
+}
 ProblemsFn = Callable[..., list[str]]
 
 
@@ -303,13 +310,7 @@ def test_admin_password_meets_chatwoots_rules(routed: harness.Plan) -> None:
 
 
 def test_smtp_from_the_stack_with_its_password_secret(plan: PlanFn) -> None:
-    smtp = {
-        "address": "smtp.clientea.com",
-        "sender": "chat@clientea.com",
-        "username": "chat@clientea.com",
-        "password": {"secure": "v1:smtp"},
-    }
-    p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp})
+    p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": SMTP_WITH_LOGIN})
     rails = chat_containers(p)[RAILS]
     env = app_env(p)
     assert "SMTP_PASSWORD" not in env_of(rails), "in the env file, not the container's environment"
@@ -339,13 +340,7 @@ def test_the_smtp_password_travels_with_the_other_chat_secrets(plan: PlanFn) -> 
     """Issue 16 item 9: the SMTP password is the stack's `secure:` value, never generated; it reaches Rails,
     Sidekiq and the one-off steps exactly as SECRET_KEY_BASE does (today the containers' secret env; with
     issue 14's env file, that file), and never a step's script text."""
-    smtp = {
-        "address": "smtp.clientea.com",
-        "sender": "chat@clientea.com",
-        "username": "chat@clientea.com",
-        "password": {"secure": "v1:smtp"},
-    }
-    p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": smtp})
+    p = plan(["chat"], chat={"adminEmail": ADMIN, "smtp": SMTP_WITH_LOGIN})
     for container in (chat_containers(p)[RAILS], chat_containers(p)[SIDEKIQ]):
         env = env_of(container)
         assert ("SMTP_PASSWORD" in env) == ("SECRET_KEY_BASE" in env)

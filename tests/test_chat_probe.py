@@ -10,20 +10,17 @@ allow_iframe_requests deletes X-Frame-Options; the "framed" mode is a router add
 
 from __future__ import annotations
 
-import http.server
 import json
-import subprocess
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from components.core.host import PREAMBLE
 from components.core.probe import Check
 from components.edge import verify
 from components.services.chat import component as chat
+from tests.probe_stand_in import StandIn, run_checks, serving
 from tools import harness
 
 PASSWORD = "Gen3rated!Chat#Passw0rd"
@@ -33,19 +30,7 @@ TOKEN = "w1dg3tT0ken"
 SESSION = {"access-token": "4ccess", "client": "cl1ent", "uid": ADMIN}
 
 
-class StandIn(http.server.BaseHTTPRequestHandler):
-    mode = "ok"
-    seen: list[str]
-
-    def _send(self, code: int, body: str, headers: dict[str, str] | None = None) -> None:
-        data = body.encode()
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Chatwoot(StandIn):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         self.seen.append(f"POST {self.path}")
@@ -97,17 +82,11 @@ class StandIn(http.server.BaseHTTPRequestHandler):
         else:
             self._send(404, "{}")
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
-def chatwoot() -> Iterator[tuple[str, type[StandIn]]]:
-    handler = type("Handler", (StandIn,), {"seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
+def chatwoot() -> Iterator[tuple[str, type[Chatwoot]]]:
+    with serving(Chatwoot) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -140,18 +119,9 @@ def environment(p: harness.Plan) -> dict[str, str]:
     return env
 
 
-def run(checks: list[verify.ServiceCheck], env: dict[str, str], path: str = "/usr/bin:/bin") -> Any:
-    text = PREAMBLE + verify.script([], wait_seconds=1, trusted_tls=False, checks=checks)
-    text = text.replace("sleep 5", "sleep 0.2")
-    done = subprocess.run(
-        ["/bin/bash", "-c", text], capture_output=True, text=True, timeout=60, env={**env, "PATH": path}
-    )
-    return done.returncode, verify.parse_report(done.stdout), done.stderr
-
-
 def test_both_checks_pass_against_a_working_chatwoot(planned: harness.Plan, chatwoot: Any) -> None:
     base, handler = chatwoot
-    rc, report, err = run(chat_checks(planned, base), environment(planned))
+    rc, report, err = run_checks(chat_checks(planned, base), environment(planned))
     assert rc == 0, err
     assert [(c["name"], c["result"]) for c in report["checks"]] == [("chat-api", "ok"), ("chat-widget", "ok")]
     assert f"GET /widget?website_token={TOKEN}" in handler.seen
@@ -178,7 +148,7 @@ def test_each_failure_names_what_failed_and_no_secret(
 ) -> None:
     base, handler = chatwoot
     handler.mode = mode
-    rc, report, err = run(chat_checks(planned, base), environment(planned))
+    rc, report, err = run_checks(chat_checks(planned, base), environment(planned))
     assert rc == 1
     results = {c["name"]: c for c in report["checks"]}
     assert {name for name, c in results.items() if c["result"] != "ok"} == {failed}
@@ -199,7 +169,7 @@ def test_no_secret_on_a_command_line(planned: harness.Plan, chatwoot: Any, tmp_p
     (bin_dir / "curl").write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {log}\nexec /usr/bin/curl "$@"\n')
     (bin_dir / "curl").chmod(0o755)
     base, _ = chatwoot
-    rc, _, err = run(chat_checks(planned, base), environment(planned), path=f"{bin_dir}:/usr/bin:/bin")
+    rc, _, err = run_checks(chat_checks(planned, base), environment(planned), path=f"{bin_dir}:/usr/bin:/bin")
     assert rc == 0, err
     argv = log.read_text()
     assert "/auth/sign_in" in argv and PASSWORD not in argv and SESSION["access-token"] not in argv

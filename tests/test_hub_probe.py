@@ -9,20 +9,17 @@ authenticate.js `next(new Error("Unauthorized: ..."))`)."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import subprocess
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from components.core.host import PREAMBLE
 from components.edge import verify
 from components.services.hub import component as hub
 from tests.conftest import PlanFn
+from tests.probe_stand_in import StandIn, run_checks, serving
 from tools import harness
 
 PASSWORD = "Gen3ratedAdminPassw0rd"
@@ -30,19 +27,7 @@ SITE = "erp.clientea.com"
 COMPANY = 'Cliente "A" S.A.'
 
 
-class StandIn(http.server.BaseHTTPRequestHandler):
-    mode = "ok"
-    seen: list[str]
-
-    def _send(self, code: int, body: str, headers: dict[str, str] | None = None) -> None:
-        data = body.encode()
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Frappe(StandIn):
     def _logged_in(self) -> bool:
         return "sid=s3ssion" in (self.headers.get("Cookie") or "")
 
@@ -93,17 +78,11 @@ class StandIn(http.server.BaseHTTPRequestHandler):
         else:
             self._send(404, "{}")
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
-def frappe() -> Iterator[tuple[str, type[StandIn]]]:
-    handler = type("Handler", (StandIn,), {"seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
+def frappe() -> Iterator[tuple[str, type[Frappe]]]:
+    with serving(Frappe) as served:
+        yield served
 
 
 def hub_checks(p: harness.Plan, base: str) -> list[verify.ServiceCheck]:
@@ -126,19 +105,6 @@ def hub_checks(p: harness.Plan, base: str) -> list[verify.ServiceCheck]:
     ]
 
 
-def run(checks: list[verify.ServiceCheck], env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
-    text = PREAMBLE + verify.script([], wait_seconds=1, trusted_tls=False, checks=checks)
-    text = text.replace("sleep 5", "sleep 0.2")
-    done = subprocess.run(
-        ["/bin/bash", "-c", text],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **env},
-    )
-    return done.returncode, verify.parse_report(done.stdout), done.stderr
-
-
 @pytest.fixture(scope="module")
 def planned() -> harness.Plan:
     from tests.conftest import make_stack
@@ -159,7 +125,7 @@ def environment(p: harness.Plan) -> dict[str, str]:
 
 def test_every_check_passes_against_a_working_hub(planned: harness.Plan, frappe: Any) -> None:
     base, handler = frappe
-    rc, report, err = run(hub_checks(planned, base), environment(planned))
+    rc, report, err = run_checks(hub_checks(planned, base), environment(planned))
     assert rc == 0, err
     assert [c["result"] for c in report["checks"]] == ["ok", "ok", "ok"]
     assert any(
@@ -183,7 +149,7 @@ def test_each_failure_names_what_failed_and_no_secret(
 ) -> None:
     base, handler = frappe
     handler.mode = mode
-    rc, report, err = run(hub_checks(planned, base), environment(planned))
+    rc, report, err = run_checks(hub_checks(planned, base), environment(planned))
     assert rc == 1
     results = {c["name"]: c for c in report["checks"]}
     bad = {name for name, c in results.items() if c["result"] != "ok"}
@@ -211,15 +177,8 @@ def test_the_password_is_in_no_script_argv_or_label(
     (bin_dir / "curl").chmod(0o755)
     base, _ = frappe
     env = environment(planned)
-    text = PREAMBLE + verify.script([], wait_seconds=1, trusted_tls=False, checks=hub_checks(planned, base))
-    done = subprocess.run(
-        ["/bin/bash", "-c", text],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "PATH": f"{bin_dir}:/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr
+    rc, _, err = run_checks(hub_checks(planned, base), env, path=f"{bin_dir}:/usr/bin:/bin")
+    assert rc == 0, err
     argv = log.read_text()
     assert "/api/method/login" in argv and PASSWORD not in argv
 

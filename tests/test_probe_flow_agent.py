@@ -9,36 +9,29 @@ Stand-in answers, from the real apps in the lab (tools/lab_apps.py) and their so
 
 from __future__ import annotations
 
-import http.server
 import json
-import subprocess
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from components.core.host import PREAMBLE
 from components.core.probe import Check
 from components.core.scripts import script
 from components.edge import verify
 from tests.conftest import PlanFn
+from tests.probe_stand_in import StandIn, run_checks, serving
 from tools import harness
 
 COMMAND = "command:local:Command"
 OWNER, PASSWORD = "owner@example.test", "Right4Password"
 
 
-class StandIn(http.server.BaseHTTPRequestHandler):
+class N8nAndOpenClaw(StandIn):
     mode = "ok"  # ok | down | wrong-password | open
 
     def _answer(self, status: int, body: Any) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()  # compact, as Express sends it
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        compact = json.dumps(body, separators=(",", ":"))  # as Express sends it
+        self._send(status, compact, {"Content-Type": "application/json"})
 
     def do_GET(self) -> None:
         if self.path in ("/healthz/readiness", "/readyz"):
@@ -67,30 +60,15 @@ class StandIn(http.server.BaseHTTPRequestHandler):
         else:
             self._answer(404, {})
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @pytest.fixture()
-def stand_in() -> Iterator[tuple[int, type[StandIn]]]:
-    handler = type("Handler", (StandIn,), {"mode": "ok"})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd.server_address[1], handler
-    httpd.shutdown()
+def stand_in() -> Iterator[tuple[int, type[N8nAndOpenClaw]]]:
+    with serving(N8nAndOpenClaw) as (base, handler):
+        yield int(base.rsplit(":", 1)[1]), handler
 
 
 def run(check: Check, port: int, env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
-    service = verify.ServiceCheck(check, f"http://127.0.0.1:{port}", "")
-    text = PREAMBLE + verify.script([], wait_seconds=0, trusted_tls=False, checks=[service])
-    done = subprocess.run(
-        ["/bin/bash", "-c", text],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **env},
-    )
-    return done.returncode, verify.parse_report(done.stdout), done.stderr
+    return run_checks([verify.ServiceCheck(check, f"http://127.0.0.1:{port}", "")], env, wait=0)
 
 
 def flow_login() -> Check:

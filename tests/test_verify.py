@@ -25,6 +25,7 @@ import pytest
 from components.core.host import PREAMBLE
 from components.core.probe import Check
 from components.edge import verify
+from tests import probe_stand_in
 from tests.conftest import PlanFn, make_stack
 from tools import harness
 
@@ -437,11 +438,7 @@ def service_check(name: str, body: str, port: int, **secret_env: str) -> verify.
 def run_checks(
     checks: list[verify.ServiceCheck], secrets: dict[str, str] | None = None, wait: int = 1
 ) -> tuple[int, dict[str, Any], str]:
-    text = PREAMBLE + verify.script([], wait_seconds=wait, trusted_tls=False, checks=checks)
-    text = text.replace("sleep 5", "sleep 0.2")
-    env = {"PATH": "/usr/bin:/bin", **(secrets or {})}
-    done = subprocess.run(["/bin/bash", "-c", text], capture_output=True, text=True, timeout=60, env=env)
-    return done.returncode, verify.parse_report(done.stdout), done.stderr
+    return probe_stand_in.run_checks(checks, secrets or {}, wait=wait)
 
 
 def test_a_check_reaches_its_service_through_the_pinned_route_and_passes(server: int) -> None:
